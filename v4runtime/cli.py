@@ -1,0 +1,70 @@
+"""The ``v4runtime`` command line: parses, delegates, prints.
+
+Each subcommand lives in the module that owns the capability; that module exposes
+``register(subparsers)``, which adds its parser and sets ``func`` (called with the parsed
+arguments, returning the exit status). This file holds no logic of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from v4runtime import __version__
+from v4runtime.errors import V4Error
+
+#: Modules that contribute subcommands, in the order they appear in ``--help``.
+COMMAND_MODULES: tuple[str, ...] = (
+    "v4runtime.doctor",
+    "v4runtime.up",
+    "v4runtime.datasets.commands",
+    "v4runtime.model.commands",
+    "v4runtime.scanner_commands",
+    "v4runtime.quantization_commands",
+    "v4runtime.monitoring.commands",
+    "v4runtime.runbooks.commands",
+    "v4runtime.bench",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the full argument parser from every command module."""
+    parser = argparse.ArgumentParser(
+        prog="v4runtime",
+        description="V4: an 8-stream steganography detector and its runtime.",
+    )
+    parser.add_argument("--version", action="version", version=f"v4runtime {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # pragma: no cover - only while a capability is being built
+            if exc.name != name:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``v4runtime`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except V4Error as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
