@@ -11,9 +11,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from v4runtime.errors import ConfigError
 
@@ -37,6 +38,20 @@ class MonitorSettings(BaseModel):
     retention_days: int = Field(default=30, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     rate_limit_per_second: float = Field(default=2000.0, gt=0)
+    # Added by H-monitor (issue 6): alerting, retention and webhook knobs of `v4runtime monitor serve`.
+    rate_limit_burst: float | None = Field(default=None, gt=0)
+    webhook_token: str | None = None
+    alert_interval_s: float = Field(default=15.0, gt=0)
+    aggregate_retention_days: int = Field(default=400, ge=1)
+    public_url: str | None = None
+
+    @field_validator("read_tokens", "write_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: Any) -> Any:
+        # V4_MONITOR__WRITE_TOKENS=a,b is friendlier than a YAML list in an environment variable.
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
 
 
 class ScannerSettings(BaseModel):
@@ -116,14 +131,27 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[s
         raise ConfigError(f"invalid setting {where}: {first['msg']}") from exc
 
 
+def _mask_url_password(value: str) -> str:
+    """``scheme://user:secret@host`` -> ``scheme://user:***@host`` (other strings unchanged)."""
+    parts = urlsplit(value) if "://" in value else None
+    if parts is None or parts.password is None:
+        return value
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def masked(settings: Settings) -> dict[str, Any]:
-    """Settings as a dict with secret values replaced by ``***``."""
+    """Settings as a dict with secret values (tokens, URL passwords) replaced by ``***``."""
 
     def mask(node: Any, key: str = "") -> Any:
         if isinstance(node, dict):
             return {k: mask(v, k) for k, v in node.items()}
         if key in SECRET_FIELDS and node:
             return "***" if not isinstance(node, list) else ["***"] * len(node)
+        if isinstance(node, str):
+            return _mask_url_password(node)
+        if isinstance(node, list):
+            return [_mask_url_password(v) if isinstance(v, str) else v for v in node]
         return node
 
     return mask(settings.model_dump())

@@ -56,5 +56,20 @@ class StoreError(V4Error):
     """The monitoring store cannot be reached or rejected an operation."""
 
 
+class MonitoringError(V4Error):
+    """The monitoring API answered with an error, or could not be reached (added by H-monitor).
+
+    ``status_code`` is the HTTP status (``None`` when no answer came), ``reason`` the error envelope's
+    ``code`` (e.g. ``validation_error``, ``rate_limited``, ``unreachable``), ``request_id`` the server's id.
+    """
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, status_code: int | None = None, request_id: str | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.status_code = status_code
+        self.request_id = request_id
+
+
 class RunbookError(V4Error):
     """A runbook is malformed, or a runbook run failed."""

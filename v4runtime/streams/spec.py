@@ -56,3 +56,36 @@ CAPABILITY_SLICE = slice(0, len(METHODS))
 OUTPUT_STEGO = "stego_probability"  # (N,) probability that the file carries a payload
 OUTPUT_METHODS = "method_probabilities"  # (N, 5) masked softmax over METHODS
 OUTPUT_GATES = "gate_weights"  # (N, 8) fusion gate weight per stream, in STREAM_NAMES order
+
+
+def input_shapes(batch: int | None = None) -> dict[str, tuple[int, ...]]:
+    """Return ``{stream name: shape}``; with ``batch`` the shape gets a leading batch axis."""
+    lead = () if batch is None else (batch,)
+    return {s.name: lead + s.shape for s in STREAM_SPECS}
+
+
+def zero_inputs(batch: int) -> dict[str, np.ndarray]:
+    """Return all-zero float32 model inputs for ``batch`` images (warm-up, shape checks)."""
+    return {s.name: np.zeros((batch, *s.shape), dtype=s.dtype) for s in STREAM_SPECS}
+
+
+def stack_inputs(items: list[dict[str, np.ndarray]] | tuple[dict[str, np.ndarray], ...]) -> dict[str, np.ndarray]:
+    """Stack per-image input dicts (no batch axis) into batch arrays, checking names and shapes.
+
+    Raises:
+        ValueError: ``items`` is empty, or a stream is missing or has the wrong shape.
+    """
+    if not items:
+        raise ValueError("cannot stack an empty list of inputs")
+    out: dict[str, np.ndarray] = {}
+    for spec in STREAM_SPECS:
+        arrays = []
+        for i, item in enumerate(items):
+            if spec.name not in item:
+                raise ValueError(f"input {i} has no stream {spec.name!r}")
+            arr = item[spec.name]
+            if arr.shape != spec.shape:
+                raise ValueError(f"input {i}: stream {spec.name!r} has shape {arr.shape}, expected {spec.shape}")
+            arrays.append(arr)
+        out[spec.name] = np.stack(arrays).astype(spec.dtype, copy=False)
+    return out

@@ -1,0 +1,189 @@
+"""The harness end to end on scratch projects: it passes good pages and fails bad ones loudly.
+
+Each test builds a throwaway project in a temporary directory (never the real docs) and runs the
+real tools on it: pytest with our plugin and pytest-markdown-docs, and ``mkdocs build --strict``
+with a config that inherits the real ``mkdocs.yml``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from docharness.site import build_site
+
+HARNESS = Path(__file__).resolve().parent
+REPO = HARNESS.parents[1]
+
+GOOD_PAGE = textwrap.dedent(
+    '''\
+    # Good
+
+    ```bash
+    echo "from bash" > note.txt
+    sleep 300 &
+    echo $! > "$V4_REPO/bg.pid"
+    ```
+
+    ```python
+    from pathlib import Path
+    assert Path("note.txt").read_text() == "from bash\\n"
+    Path("py.txt").write_text("from python")
+    ```
+
+    !!! example "In an admonition"
+
+        ```console
+        $ cat py.txt; echo
+        from python
+        $ date
+        ...
+        ```
+    '''
+)
+
+# Runs after good.md (alphabetical): the background process of good.md must be gone by then.
+LATER_PAGE = textwrap.dedent(
+    '''\
+    # Later
+
+    ```bash
+    pid=$(cat "$V4_REPO/bg.pid")
+    if [ -e /proc/$pid ] && ! grep -q '^[^)]*) Z' /proc/$pid/stat; then echo "still running: $pid"; exit 1; fi
+    ```
+    '''
+)
+
+BAD_PAGE = textwrap.dedent(
+    '''\
+    # Bad
+
+    Some prose.
+
+    ```console
+    $ echo hello
+    hello
+    $ echo world
+    planet
+    ```
+
+    === "Tab"
+
+        ```python
+        raise RuntimeError("hidden in a tab")
+        ```
+    '''
+)
+
+
+def _scratch_project(tmp_path: Path, pages: dict[str, str]) -> Path:
+    project = tmp_path / "project"
+    (project / "docs").mkdir(parents=True)
+    for name, text in pages.items():
+        (project / "docs" / name).write_text(text)
+    (project / "pytest.ini").write_text("[pytest]\n")
+    (project / "conftest.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(HARNESS)!r})\n"
+        "from docharness.plugin import DocsPlugin\n\n\n"
+        "def pytest_configure(config):\n"
+        "    config.pluginmanager.register(DocsPlugin(config), 'v4-docharness')\n"
+    )
+    return project
+
+
+def _pytest(project: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rf",
+         "--markdown-docs", "--markdown-docs-syntax=superfences", "docs"],
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
+    )
+
+
+def test_good_pages_pass_with_state_flow_and_cleanup(tmp_path: Path) -> None:
+    project = _scratch_project(tmp_path, {"good.md": GOOD_PAGE, "later.md": LATER_PAGE})
+    result = _pytest(project)
+    assert result.returncode == 0, result.stdout
+    # bash + python (pytest-markdown-docs) + console on good.md, bash on later.md
+    assert "4 passed" in result.stdout, result.stdout
+
+
+def test_bad_page_fails_naming_page_and_line(tmp_path: Path) -> None:
+    project = _scratch_project(tmp_path, {"bad.md": BAD_PAGE})
+    result = _pytest(project)
+    out = result.stdout
+    assert result.returncode == 1, out
+    assert "2 failed" in out, out
+    # the console failure names the `$` line whose output differs and shows a diff and the block
+    assert "docs/bad.md:8: console fence failed" in out, out
+    assert "-planet" in out and "+world" in out and " 8 | $ echo world" in out, out
+    # the python fence hidden in a content tab was found and run (not silently skipped)
+    assert "docs/bad.md:14: python fence raised" in out and "hidden in a tab" in out, out
+
+
+def _site_project(tmp_path: Path, index: str) -> Path:
+    project = tmp_path / "site-project"
+    (project / "docs").mkdir(parents=True)
+    (project / "snippets").mkdir()
+    (project / "snippets" / "hello.py").write_text("print('hello')\n")
+    (project / "docs" / "index.md").write_text(index)
+    (project / "docs" / "other.md").write_text("# Other\n\n## Real section\n\nText.\n")
+    (project / "mkdocs.yml").write_text(
+        f"INHERIT: {REPO / 'mkdocs.yml'}\n"
+        "docs_dir: docs\n"
+        "extra_javascript: []\n"
+        "extra_css: []\n"
+        "nav:\n  - index.md\n  - other.md\n"
+    )
+    return project
+
+
+GOOD_INDEX = '# Home\n\nSee [a section](other.md#real-section).\n\n```python\n--8<-- "hello.py"\n```\n'
+BROKEN = {
+    "link": ("[gone](missing-page.md)", "missing-page.md"),
+    "anchor": ("[gone](other.md#no-such-section)", "no-such-section"),
+    "snippet": ('```python\n--8<-- "no-such-snippet.py"\n```', "no-such-snippet.py"),
+}
+
+
+@pytest.fixture(scope="module")
+def scratch_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str, Path]]:
+    """Build the good scratch site and one broken variant per defect (in parallel)."""
+    procs = {}
+    for name, extra in [("good", ""), *((k, v[0]) for k, v in BROKEN.items())]:
+        project = _site_project(tmp_path_factory.mktemp(name), GOOD_INDEX + "\n" + extra + "\n")
+        site = project / "site"
+        procs[name] = (
+            subprocess.Popen(
+                [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", "mkdocs.yml", "-d", str(site)],
+                cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"},
+            ),
+            site,
+        )
+    results = {}
+    for name, (proc, site) in procs.items():
+        out, _ = proc.communicate(timeout=300)
+        results[name] = (proc.returncode, out, site)
+    return results
+
+
+def test_scratch_site_without_defects_builds(scratch_builds) -> None:
+    rc, out, site = scratch_builds["good"]
+    assert rc == 0, out
+    assert "print(&#39;hello&#39;)" in (site / "index.html").read_text() or "hello" in (site / "index.html").read_text()
+
+
+@pytest.mark.parametrize("defect", sorted(BROKEN))
+def test_strict_build_fails_on(scratch_builds, defect: str) -> None:
+    rc, out, _ = scratch_builds[defect]
+    assert rc != 0, f"{defect}: strict build passed:\n{out}"
+    assert BROKEN[defect][1] in out, out
+
+
+def test_build_site_helper_reports_failure(tmp_path: Path) -> None:
+    project = _site_project(tmp_path, "# Home\n\n[gone](missing-page.md)\n")
+    result = build_site(project / "mkdocs.yml", project / "site", cwd=project)
+    assert result.returncode != 0 and "missing-page.md" in result.stdout

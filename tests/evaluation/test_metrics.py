@@ -1,0 +1,93 @@
+"""Metrics: Wilson intervals against published values, rates, buckets, confusion matrix."""
+
+from __future__ import annotations
+
+import pytest
+
+from v4runtime.evaluation import (
+    Sample,
+    Verdict,
+    detection_metrics,
+    payload_bucket,
+    percentiles,
+    wilson_interval,
+)
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "low", "high"),
+    [
+        # Reference values: Newcombe (1998), Statistics in Medicine 17:857, Table I (Wilson, no correction).
+        (81, 263, 0.2553, 0.3662),
+        (15, 148, 0.0624, 0.1605),
+        (0, 20, 0.0, 0.1611),
+        (1, 29, 0.0061, 0.1718),
+    ],
+)
+def test_wilson_reference_values(k: int, n: int, low: float, high: float) -> None:
+    lo, hi = wilson_interval(k, n)
+    assert lo == pytest.approx(low, abs=5e-4)
+    assert hi == pytest.approx(high, abs=5e-4)
+
+
+def test_wilson_zero_successes_upper_bound() -> None:
+    """0 of n: the upper bound is z^2 / (n + z^2), the bound the 0.1 % FPR target is checked against."""
+    z2 = 1.959963984540054**2
+    for n in (100, 20_000):
+        lo, hi = wilson_interval(0, n)
+        assert lo == 0.0
+        assert hi == pytest.approx(z2 / (n + z2), rel=1e-12)
+    assert wilson_interval(0, 20_000)[1] < 0.001 < wilson_interval(0, 3_000)[1]
+
+
+def test_wilson_edges() -> None:
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    lo, hi = wilson_interval(10, 10)
+    assert hi == 1.0 and lo == pytest.approx(0.7225, abs=5e-4)
+    with pytest.raises(ValueError):
+        wilson_interval(5, 4)
+
+
+def test_payload_buckets() -> None:
+    assert payload_bucket(16) == "1-63 B"
+    assert payload_bucket(64) == "64-255 B"
+    assert payload_bucket(4096) == "1024-4096 B"
+    assert payload_bucket(None) is None
+
+
+def test_percentiles() -> None:
+    p = percentiles(list(range(1, 101)))
+    assert p["p50"] == pytest.approx(50.5) and p["p99"] == pytest.approx(99.01)
+    assert percentiles([])["p95"] is None
+
+
+def test_detection_metrics() -> None:
+    samples = [
+        Sample("c1", "clean", format="png"),
+        Sample("c2", "clean", format="png"),
+        Sample("c3", "clean", format="jpeg"),
+        Sample("c4", "clean", format="jpeg"),
+        Sample("s1", "stego", "lsb.rgb", "png", 32),
+        Sample("s2", "stego", "lsb.rgb", "png", 512),
+        Sample("s3", "stego", "raw", "jpeg", 100),
+        Sample("s4", "stego", "exif", "jpeg", 100),
+    ]
+    verdicts = [
+        Verdict(False), Verdict(True, "raw"), Verdict(False), Verdict(False, error="truncated"),
+        Verdict(False), Verdict(True, "lsb.rgb"), Verdict(True, "exif"), Verdict(True, "exif"),
+    ]
+    m = detection_metrics(samples, verdicts)
+    assert m["clean"] == 3 and m["stego"] == 4 and m["errors"] == {"clean": 1}
+    assert (m["fpr"]["k"], m["fpr"]["n"]) == (1, 3)
+    assert (m["tpr"]["k"], m["tpr"]["n"]) == (3, 4)
+    assert m["tpr_by_method"]["lsb.rgb"]["rate"] == 0.5
+    assert m["tpr_by_method_min64"]["lsb.rgb"]["rate"] == 1.0  # the 32-byte miss is below the target size
+    assert m["tpr_by_payload"]["1-63 B"]["rate"] == 0.0
+    assert m["fpr_by_format"]["png"]["rate"] == 0.5
+    assert (m["method_accuracy"]["k"], m["method_accuracy"]["n"]) == (2, 3)  # raw detected as exif
+    c = m["confusion"]
+    assert c["clean"]["raw"] == 1 and c["clean"]["clean"] == 2
+    assert c["raw"]["exif"] == 1 and c["lsb.rgb"]["clean"] == 1 and c["exif"]["exif"] == 1
+    assert sum(sum(row.values()) for row in c.values()) == 7
+    with pytest.raises(ValueError):
+        detection_metrics(samples, verdicts[:-1])

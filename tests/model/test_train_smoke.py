@@ -1,0 +1,70 @@
+"""End to end on real files: a tiny corpus from the datasets API, one epoch, export, parity, card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from v4runtime.cli import main  # noqa: E402
+from v4runtime.datasets import build_corpus  # noqa: E402
+from v4runtime.errors import ConfigError  # noqa: E402
+from v4runtime.model.data import CACHE, load_corpus, read_manifest  # noqa: E402
+from v4runtime.model.registry import resolve_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("corpus")
+    build_corpus(out, clean=20, stego=20, seed=7, progress=False)
+    return out
+
+
+def test_train_one_epoch_exports_a_verified_model(corpus: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "tiny.onnx"
+    report = tmp_path / "training.json"
+    assert main(["train", "--data", str(corpus), "--out", str(out), "--epochs", "1", "--batch-size", "16",
+                 "--report", str(report)]) == 0
+    printed = capsys.readouterr()
+    assert "epoch 1: loss" in printed.out and "val FPR" in printed.out and "TPR" in printed.out
+    assert "parity max |diff|" in printed.out
+    resolved = resolve_model(out)  # sha256 and signature verified
+    summary = json.loads(report.read_text())
+    assert summary["sha256"] == resolved.sha256
+    assert summary["parity_max_abs_diff"] <= 1e-4
+    assert summary["corpus_images"] == 40 and summary["corpus_stego"] == 20
+    assert resolved.card.training_manifest_sha256 == json.loads((corpus / "corpus.json").read_text())["manifest_sha256"]
+    assert resolved.card.training["config"]["epochs"] == 1
+    assert (corpus / CACHE).is_file()
+
+
+def test_stream_cache_is_reused_and_invalidated(corpus: Path) -> None:
+    first, sha = load_corpus(corpus)
+    samples = read_manifest(corpus)
+    assert len(first) == len(samples) and first.labels.sum() == 20
+    assert first.arrays["pixel"].dtype == np.uint8  # stored as exact 1/255 codes
+    # A changed manifest (one record dropped) must not be served from the old cache.
+    manifest = corpus / "manifest.jsonl"
+    original = manifest.read_text()
+    try:
+        manifest.write_text("".join(original.splitlines(keepends=True)[1:]))
+        second, sha2 = load_corpus(corpus)
+        assert sha2 != sha and len(second) == len(first) - 1
+    finally:
+        manifest.write_text(original)
+
+
+def test_bad_corpora_raise_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="manifest.jsonl not found"):
+        read_manifest(tmp_path)
+    (tmp_path / "manifest.jsonl").write_text('{"path": "x.png", "label": 1, "method": "dct"}\n')
+    with pytest.raises(ConfigError, match="unknown method 'dct'"):
+        read_manifest(tmp_path)
+    (tmp_path / "manifest.jsonl").write_text('{"path": "x.png", "label": 0, "method": null}\n')
+    with pytest.raises(ConfigError, match="x.png not found"):
+        read_manifest(tmp_path)
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.onnx")]) == 2

@@ -1,0 +1,105 @@
+"""Parameters: types, validation, shell-safe substitution, secrets."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from v4runtime.errors import RunbookError
+from v4runtime.runbooks.model import Param, Runbook, Step, Verify
+from v4runtime.runbooks.params import mask, parse_assignments, resolve, substitute
+
+
+def book(*params: Param) -> Runbook:
+    step = Step(id="s", description="d", run="true", verify=Verify())
+    return Runbook(name="t", path="runbooks/t.yml", title="T", purpose="P", params=list(params), steps=[step])
+
+
+def test_hostile_value_is_one_shell_word() -> None:
+    hostile = "x'; touch /tmp/pwned-$$; echo \"$(id)\" `id` *"
+    params = resolve(book(Param(name="v", description="d")), {"v": hostile})
+    command = substitute("printf '%s\\n' {{ v }}", params, {})
+    out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=True).stdout
+    assert out == hostile + "\n"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "printf '%s\\n' \"{{ v }}\"",
+        "printf '%s\\n' \"pre:{{ v }}\" | cut -d: -f2-",
+        "printf '%s\\n' \"$(printf '%s' {{ v }})\"",
+        "printf '%s\\n' \"$(echo \"{{ v }}\")\"",
+    ],
+    ids=["double-quotes", "inside-word", "command-substitution", "nested-quotes"],
+)
+def test_hostile_value_is_literal_in_every_quoting_context(template: str) -> None:
+    hostile = 'a "b" $(touch pwned) `id` \\ \'c\' ; | & $HOME'
+    params = resolve(book(Param(name="v", description="d")), {"v": hostile})
+    out = subprocess.run(["bash", "-c", substitute(template, params, {})], capture_output=True, text=True)
+    assert out.stdout == hostile + "\n", out.stderr
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        ("echo '{{ v }}'", "inside single quotes"),
+        ("echo `echo {{ v }}`", "inside backticks"),
+        ("cat <<EOF\n{{ v }}\nEOF", "in a here-document"),
+    ],
+)
+def test_unsafe_placeholder_positions_are_refused(template: str, problem: str) -> None:
+    params = resolve(book(Param(name="v", description="d")), {"v": "x"})
+    with pytest.raises(RunbookError, match=problem):
+        substitute(template, params, {})
+
+
+def test_types_defaults_and_constraints() -> None:
+    b = book(
+        Param(name="n", description="d", type="integer", default=3, minimum=1, maximum=5),
+        Param(name="mode", description="d", enum=["fast", "full"], default="fast"),
+        Param(name="tag", description="d", pattern="^v[0-9]+$", default="v1"),
+        Param(name="flag", description="d", type="boolean", default=False),
+    )
+    assert resolve(b, {}).values == {"n": 3, "mode": "fast", "tag": "v1", "flag": False}
+    assert resolve(b, {"n": "5", "flag": "yes"}).values["n"] == 5
+    for given, message in [
+        ({"n": "six"}, "not a valid integer"),
+        ({"n": "9"}, "above the maximum 5"),
+        ({"mode": "slow"}, "not one of: fast, full"),
+        ({"tag": "1.0"}, "does not match pattern"),
+        ({"flag": "maybe"}, "not a valid boolean"),
+        ({"nope": "1"}, "has no parameter 'nope'"),
+    ]:
+        with pytest.raises(RunbookError, match=message):
+            resolve(b, given)
+
+
+def test_required_parameter_is_named() -> None:
+    with pytest.raises(RunbookError, match=r"parameter 'host' is required \(--param host=\.\.\.\)"):
+        resolve(book(Param(name="host", description="d")), {})
+
+
+def test_secret_travels_in_environment_only() -> None:
+    params = resolve(book(Param(name="token", description="d", secret=True)), {"token": "hunter2"})
+    command = substitute("echo {{ token }}", params, {})
+    assert "hunter2" not in command
+    assert command == 'echo "$RB_TOKEN"'
+    assert substitute('echo "Bearer {{ token }}"', params, {}) == 'echo "Bearer ${RB_TOKEN}"'
+    assert params.env() == {"RB_TOKEN": "hunter2"}
+    assert params.masked() == {"token": "***"}
+    assert mask("got hunter2 twice: hunter2", params.secret_values()) == "got *** twice: ***"
+
+
+def test_secret_value_is_not_echoed_in_errors() -> None:
+    b = book(Param(name="token", description="d", secret=True, pattern="^[a-f0-9]{8}$"))
+    with pytest.raises(RunbookError) as info:
+        resolve(b, {"token": "not-hex-secret"})
+    assert "not-hex-secret" not in str(info.value)
+
+
+def test_parse_assignments() -> None:
+    assert parse_assignments(["a=1", "b=x=y", "c="]) == {"a": "1", "b": "x=y", "c": ""}
+    with pytest.raises(RunbookError, match="expected NAME=VALUE"):
+        parse_assignments(["novalue"])

@@ -1,0 +1,344 @@
+"""Runner semantics, through the real CLI (subprocesses, real bash, real signals)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from v4runtime.runbooks.audit import sha256
+from v4runtime.runbooks.loader import load_file
+from v4runtime.runbooks.progress import Progress
+from v4runtime.runbooks.runner import Runner, RunOptions
+
+from .helpers import alive, cli, events, write_runbook
+
+THREE_STEPS = """
+title: Three steps
+purpose: Roll back in reverse order.
+params:
+  out:
+    description: file the steps append to
+steps:
+  - id: one
+    description: first
+    run: echo run-one >> {{ out }}
+    verify: {exit_code: 0}
+    rollback: echo undo-one >> {{ out }}
+  - id: two
+    description: second (no rollback)
+    run: echo run-two >> {{ out }}
+    verify: {exit_code: 0}
+  - id: three
+    description: third
+    run: echo run-three >> {{ out }}
+    verify: {exit_code: 0}
+    rollback: echo undo-three >> {{ out }}
+  - id: boom
+    description: fails
+    run: echo run-boom >> {{ out }}; echo "disk on fire"; exit 7
+    verify: {exit_code: 0}
+  - id: never
+    description: not reached
+    run: echo run-never >> {{ out }}
+    verify: {exit_code: 0}
+    rollback: echo undo-never >> {{ out }}
+"""
+
+
+def test_failing_step_rolls_back_completed_steps_in_reverse_order(tmp_path: Path) -> None:
+    write_runbook(tmp_path, "three", THREE_STEPS)
+    out, log = tmp_path / "order.txt", tmp_path / "audit.jsonl"
+    result = cli(["run", "three", "--param", f"out={out}"], cwd=tmp_path, log=log)
+    assert result.returncode == 1
+    assert "runbook 'three' failed at step 'boom'" in result.stderr
+    assert "exit status 7" in result.stdout and "| disk on fire" in result.stdout
+    assert out.read_text().split() == ["run-one", "run-two", "run-three", "run-boom", "undo-three", "undo-one"]
+    log_events = events(log)
+    assert [e["step"] for e in log_events if e["event"] == "rollback"] == ["three", "one"]
+    end = log_events[-1]
+    assert (end["event"], end["status"], end["failed_step"]) == ("run_end", "failed", "boom")
+
+
+def test_verify_that_does_not_match_fails_the_step(tmp_path: Path) -> None:
+    write_runbook(
+        tmp_path,
+        "verify",
+        """
+        title: Verify
+        purpose: Verification decides.
+        steps:
+          - id: prints-wrong
+            description: exits 0 but prints the wrong thing
+            run: echo "status=degraded"
+            verify: {expect: '^status=ok$'}
+            rollback: echo undone
+        """,
+    )
+    log = tmp_path / "audit.jsonl"
+    result = cli(["run", "verify"], cwd=tmp_path, log=log)
+    assert result.returncode == 1
+    assert "output did not match /^status=ok$/" in result.stdout
+    step = next(e for e in events(log) if e["event"] == "step")
+    assert (step["exit_code"], step["verify"], step["status"]) == (0, "failed", "failed")
+    # the stopped step's own rollback runs (it may have partly applied)
+    assert [e["step"] for e in events(log) if e["event"] == "rollback"] == ["prints-wrong"]
+
+
+def test_verify_command_polls_and_retries_rerun_the_step(tmp_path: Path) -> None:
+    write_runbook(
+        tmp_path,
+        "poll",
+        """
+        title: Poll
+        purpose: Verify command with polling; step retries.
+        params:
+          dir:
+            description: state directory
+        steps:
+          - id: eventually
+            description: becomes ready on the third poll
+            run: "true"
+            verify:
+              run: echo x >> {{ dir }}/polls; test "$(wc -l < {{ dir }}/polls)" -ge 3 && echo ready
+              expect: ready
+              attempts: 5
+              interval: 0.05
+          - id: flaky
+            description: fails once, passes on the retry
+            run: echo x >> {{ dir }}/tries; test "$(wc -l < {{ dir }}/tries)" -ge 2
+            verify: {exit_code: 0}
+            retries: 2
+        """,
+    )
+    log = tmp_path / "audit.jsonl"
+    result = cli(["run", "poll", "--param", f"dir={tmp_path}"], cwd=tmp_path, log=log)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len((tmp_path / "polls").read_text().split()) == 3
+    attempts = [(e["step"], e["attempt"], e["status"]) for e in events(log) if e["event"] == "step"]
+    assert attempts == [("eventually", 1, "passed"), ("flaky", 1, "failed"), ("flaky", 2, "passed")]
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    write_runbook(
+        tmp_path,
+        "slow",
+        """
+        title: Slow
+        purpose: Times out.
+        params:
+          dir:
+            description: where the grandchild writes its pid
+        steps:
+          - id: hang
+            description: starts a grandchild, then hangs
+            run: |
+              ( sleep 300 & echo $! > {{ dir }}/grandchild.pid )
+              sleep 300
+            verify: {exit_code: 0}
+            timeout: 1
+        """,
+    )
+    log = tmp_path / "audit.jsonl"
+    started = time.monotonic()
+    result = cli(["run", "slow", "--param", f"dir={tmp_path}"], cwd=tmp_path, log=log)
+    assert time.monotonic() - started < 30
+    assert result.returncode == 1
+    assert "TIMED OUT" in result.stdout
+    grandchild = int((tmp_path / "grandchild.pid").read_text())
+    assert not alive(grandchild), f"grandchild {grandchild} survived the timeout"
+    step = next(e for e in events(log) if e["event"] == "step")
+    assert (step["status"], step["exit_code"]) == ("timeout", 124)
+
+
+def test_interrupted_run_is_rolled_back_and_audited(tmp_path: Path) -> None:
+    write_runbook(
+        tmp_path,
+        "long",
+        """
+        title: Long
+        purpose: Gets interrupted.
+        params:
+          dir:
+            description: state directory
+        steps:
+          - id: prepare
+            description: completes
+            run: echo prepared
+            verify: {expect: prepared}
+            rollback: echo undo-prepare >> {{ dir }}/order
+          - id: wait
+            description: hangs until interrupted
+            run: |
+              sleep 300 &
+              echo $! > {{ dir }}/sleeper.pid
+              wait
+            verify: {exit_code: 0}
+            rollback: echo undo-wait >> {{ dir }}/order
+          - id: after
+            description: never runs
+            run: echo after >> {{ dir }}/order
+            verify: {exit_code: 0}
+        """,
+    )
+    log = tmp_path / "audit.jsonl"
+    env_log = {"V4_RUNBOOK_LOG": str(log)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "v4runtime.runbooks", "run", "long", "--param", f"dir={tmp_path}"],
+        cwd=tmp_path,
+        env={**os.environ, **env_log},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pid_file = tmp_path / "sleeper.pid"
+    deadline = time.monotonic() + 20
+    while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sleeper = int(pid_file.read_text())
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers to the runner
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stdout + stderr
+    assert "interrupted at step 'wait'" in stderr
+    assert not alive(sleeper)
+    assert (tmp_path / "order").read_text().split() == ["undo-wait", "undo-prepare"]
+    kinds = [(e["event"], e.get("step")) for e in events(log)]
+    assert kinds == [
+        ("run_start", None),
+        ("step", "prepare"),
+        ("step", "wait"),
+        ("interrupted", "wait"),
+        ("rollback", "wait"),
+        ("rollback", "prepare"),
+        ("run_end", None),
+    ]
+    assert events(log)[-1]["status"] == "interrupted"
+
+
+def test_audit_log_records_every_step_with_digests(tmp_path: Path) -> None:
+    write_runbook(
+        tmp_path,
+        "ok",
+        """
+        title: OK
+        purpose: All pass.
+        params:
+          token:
+            description: an API token
+            secret: true
+        steps:
+          - id: a
+            description: a
+            run: echo "token is {{ token }}"
+            verify: {expect: token is}
+          - id: b
+            description: b
+            run: echo b
+            verify: {run: "echo checked", expect: checked}
+        """,
+    )
+    log = tmp_path / "audit.jsonl"
+    result = cli(["run", "ok", "--param", "token=hunter2-secret"], cwd=tmp_path, log=log)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "hunter2-secret" not in result.stdout + result.stderr
+    assert "hunter2-secret" not in log.read_text()
+    rows = events(log)
+    assert rows[0]["params"] == {"token": "***"}
+    steps = [e for e in rows if e["event"] == "step"]
+    assert [s["step"] for s in steps] == ["a", "b"]
+    first = steps[0]
+    assert first["command_sha256"] == sha256('echo "token is "$RB_TOKEN""')
+    assert first["output_sha256"] == sha256("token is ***\n")
+    for key in ("run_id", "runbook", "who", "when", "exit_code", "duration_s", "verify"):
+        assert key in first
+    assert {s["run_id"] for s in rows} == {rows[0]["run_id"]}
+    shown = cli(["log", "--run", rows[0]["run_id"]], cwd=tmp_path, log=log)
+    assert shown.returncode == 0
+    assert [line.split()[3] for line in shown.stdout.splitlines()] == ["run_start", "step", "step", "run_end"]
+    raw = cli(["log", "--json", "--last", "1"], cwd=tmp_path, log=log)
+    assert json.loads(raw.stdout)["status"] == "succeeded"
+
+
+def test_dry_run_prints_substituted_commands_and_runs_nothing(tmp_path: Path) -> None:
+    write_runbook(tmp_path, "three", THREE_STEPS)
+    out, log = tmp_path / "order.txt", tmp_path / "audit.jsonl"
+    result = cli(["run", "three", "--dry-run", "--param", f"out={out} x"], cwd=tmp_path, log=log)
+    assert result.returncode == 0
+    assert f"run:      echo run-one >> '{out} x'" in result.stdout
+    assert f"rollback: echo undo-three >> '{out} x'" in result.stdout
+    assert not out.exists() and not Path(f"{out} x").exists() and not log.exists()
+
+
+def test_confirm_gate_refuses_without_a_terminal(tmp_path: Path) -> None:
+    write_runbook(
+        tmp_path,
+        "gated",
+        """
+        title: Gated
+        purpose: Needs a human.
+        params:
+          dir:
+            description: state directory
+        steps:
+          - id: before
+            description: harmless
+            run: touch {{ dir }}/before
+            verify: {exit_code: 0}
+          - id: drop
+            description: dangerous
+            run: touch {{ dir }}/dropped
+            verify: {exit_code: 0}
+            confirm: Drop the production table?
+        """,
+    )
+    log = tmp_path / "audit.jsonl"
+    refused = cli(["run", "gated", "--param", f"dir={tmp_path}"], cwd=tmp_path, log=log)
+    assert refused.returncode == 2
+    assert "step 'drop' needs confirmation and stdin is not a terminal; nothing was run" in refused.stderr
+    assert "--yes" in refused.stderr
+    assert not (tmp_path / "before").exists() and not log.exists()
+    confirmed = cli(["run", "gated", "--yes", "--param", f"dir={tmp_path}"], cwd=tmp_path, log=log)
+    assert confirmed.returncode == 0
+    assert (tmp_path / "dropped").exists()
+    assert any(e["event"] == "confirm" and e["answer"] == "yes (--yes)" for e in events(log))
+
+
+def test_declined_gate_stops_and_rolls_back(tmp_path: Path) -> None:
+    path = write_runbook(tmp_path, "three", THREE_STEPS.replace("    description: third\n", "    description: third\n    confirm: Go on?\n"))
+    out, log = tmp_path / "order.txt", tmp_path / "audit.jsonl"
+    opts = RunOptions(params={"out": str(out)}, log_path=log, interactive=True)
+    runner = Runner(load_file(path), opts, Progress(io.StringIO(), tty=False))
+    runner.ask = lambda question: "n"
+    result = runner.run()
+    assert (result.status, result.failed_step, result.exit_code) == ("failed", "three", 1)
+    assert out.read_text().split() == ["run-one", "run-two", "undo-one"]
+
+
+def test_from_and_only_select_steps(tmp_path: Path) -> None:
+    write_runbook(tmp_path, "three", THREE_STEPS)
+    out, log = tmp_path / "order.txt", tmp_path / "audit.jsonl"
+    only = cli(["run", "three", "--only", "two", "--only", "three", "--param", f"out={out}"], cwd=tmp_path, log=log)
+    assert only.returncode == 0
+    assert out.read_text().split() == ["run-two", "run-three"]
+    out.unlink()
+    start = cli(["run", "three", "--from", "never", "--param", f"out={out}"], cwd=tmp_path, log=log)
+    assert start.returncode == 0 and out.read_text().split() == ["run-never"]
+    bad = cli(["run", "three", "--from", "nope", "--param", f"out={out}"], cwd=tmp_path, log=log)
+    assert bad.returncode == 2 and "has no step 'nope' (steps: one, two, three, boom, never)" in bad.stderr
+
+
+def test_rollback_drill_runs_every_rollback(tmp_path: Path) -> None:
+    write_runbook(tmp_path, "three", THREE_STEPS)
+    out, log = tmp_path / "order.txt", tmp_path / "audit.jsonl"
+    result = cli(["run", "three", "--from", "three", "--rehearse-rollback", "--param", f"out={out}"], cwd=tmp_path, log=log)
+    assert result.returncode == 1  # boom still fails: the drill only starts after every step passed
+    drill = cli(["run", "three", "--only", "one", "--rehearse-rollback", "--param", f"out={out}"], cwd=tmp_path, log=log)
+    assert drill.returncode == 0, drill.stdout
+    assert out.read_text().split()[-2:] == ["run-one", "undo-one"]
+    assert events(log)[-1]["status"] == "rehearsed"

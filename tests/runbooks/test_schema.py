@@ -1,0 +1,121 @@
+"""The JSON Schema: every shipped runbook conforms; malformed ones are rejected naming file, step, field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from v4runtime.runbooks.loader import load_file, runbook_files
+from v4runtime.runbooks.schema import RunbookValidationError, schema
+
+from .helpers import REPO, cli, write_runbook
+
+SHIPPED = runbook_files(REPO / "runbooks")
+
+GOOD_STEP = """
+  - id: first
+    description: ok
+    run: "true"
+    verify: {exit_code: 0}
+"""
+
+
+def test_there_are_runbooks_to_check() -> None:
+    assert {p.stem for p in SHIPPED} >= {"dev-check", "site", "monitor-api"}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_runbook_validates(path: Path) -> None:
+    book = load_file(path)
+    assert book.steps and all(step.verify for step in book.steps)
+
+
+def test_schema_is_package_data_and_strict() -> None:
+    s = schema()
+    assert s["$schema"].endswith("2020-12/schema")
+    assert s["$defs"]["step"]["additionalProperties"] is False
+    assert set(s["$defs"]["step"]["required"]) == {"id", "description", "run", "verify"}
+
+
+@pytest.mark.parametrize(
+    ("body", "step", "field", "message"),
+    [
+        ("  - id: build\n    description: d\n    run: make\n", "step 'build' (#2)", "verify", "required property"),
+        (
+            "  - id: build\n    description: d\n    run: make\n    verify: {exit_code: 0}\n    timeout: -5\n",
+            "step 'build' (#2)",
+            "timeout",
+            "less than or equal to the minimum",
+        ),
+        (
+            "  - id: build\n    description: d\n    run: make\n    verify: {exit_code: 0}\n    retry: 2\n",
+            "step 'build' (#2)",
+            "retry",
+            "Additional properties",
+        ),
+        (
+            "  - id: build\n    description: d\n    run: make\n    verify: {expect: '(unclosed'}\n",
+            "step 'build' (#2)",
+            "verify.expect",
+            "is not a 'regex'",
+        ),
+        (
+            "  - id: Build Step\n    description: d\n    run: make\n    verify: {exit_code: 0}\n",
+            "step 'Build Step' (#2)",
+            "id",
+            "does not match",
+        ),
+        (
+            "  - id: build\n    description: d\n    run: make {{ target }}\n    verify: {exit_code: 0}\n",
+            "step 'build' (#2)",
+            "run",
+            "unknown parameter {{ target }}",
+        ),
+        (
+            "  - id: first\n    description: d\n    run: make\n    verify: {exit_code: 0}\n",
+            "step 'first' (#2)",
+            "id",
+            "duplicate step id (first used by step #1)",
+        ),
+    ],
+    ids=["missing-verify", "bad-timeout", "unknown-field", "bad-regex", "bad-id", "unknown-param", "duplicate-id"],
+)
+def test_malformed_step_names_file_step_and_field(
+    tmp_path: Path, body: str, step: str, field: str, message: str
+) -> None:
+    path = write_runbook(tmp_path, "broken", "title: T\npurpose: P\nsteps:\n" + GOOD_STEP.lstrip("\n") + body)
+    with pytest.raises(RunbookValidationError) as info:
+        load_file(path)
+    problem = info.value.problems[0]
+    assert (problem.file, f"step {problem.step}", problem.field) == (str(path), step, field)
+    assert message in problem.message
+    assert f"{path}: {step}: field {field!r}: " in str(info.value)
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = write_runbook(tmp_path, "yaml", "title: T\npurpose: P\nsteps:\n  - id: a\n   run: [unclosed\n")
+    with pytest.raises(RunbookValidationError, match=r"yaml.yml: field 'line \d+': not valid YAML"):
+        load_file(path)
+
+
+def test_bad_parameter_default_is_rejected(tmp_path: Path) -> None:
+    text = "title: T\npurpose: P\nparams:\n  n:\n    description: d\n    type: integer\n    default: many\n"
+    path = write_runbook(tmp_path, "param", text + "steps:\n" + GOOD_STEP.lstrip("\n"))
+    with pytest.raises(RunbookValidationError, match=r"field 'params.n.default': parameter 'n': 'many' is not"):
+        load_file(path)
+
+
+def test_validate_command_reports_every_file(tmp_path: Path) -> None:
+    write_runbook(tmp_path, "good", "title: T\npurpose: P\nsteps:\n" + GOOD_STEP.lstrip("\n"))
+    write_runbook(tmp_path, "bad", "title: T\npurpose: P\nsteps:\n  - id: x\n    description: d\n    run: a\n")
+    result = cli(["validate"], cwd=tmp_path)
+    assert result.returncode == 1
+    assert "invalid: runbooks/bad.yml: step 'x' (#1): field 'verify': 'verify' is a required property" in result.stderr
+    assert "1 of 2 runbook(s) valid (1 steps)" in result.stdout
+
+
+def test_validate_command_accepts_shipped_runbooks() -> None:
+    result = cli(["validate"], cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(SHIPPED)} of {len(SHIPPED)} runbook(s) valid" in result.stdout

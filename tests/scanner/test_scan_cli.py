@@ -1,0 +1,117 @@
+"""`v4runtime scan`: exit codes 0/1/2, --jsonl/--json shapes, folders, unreadable files counted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from scanfix import png_bytes
+
+from v4runtime.cli import main
+
+
+def scan(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["scan", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_exit_0_when_all_clean(toy_model_path: Path, image_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = scan(capsys, str(image_dir / "clean-a.png"), str(image_dir / "clean-b.jpg"),
+                          "--model", str(toy_model_path))
+    assert code == 0
+    assert "clean-a.png" in out and "summary" in out
+    assert err == ""  # no progress bar when stderr is not a terminal
+
+
+def test_exit_1_when_stego_found_recursive(toy_model_path: Path, image_dir: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = scan(capsys, str(image_dir), "--recursive", "--jsonl", "--model", str(toy_model_path))
+    assert code == 1
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [Path(r["path"]).name for r in rows] == ["clean-a.png", "clean-b.jpg", "tail.png"]
+    for r in rows:
+        assert {"path", "is_stego", "probability", "method", "error"} <= set(r)
+        assert r["error"] is None
+    assert [r["is_stego"] for r in rows] == [False, False, True]
+    assert rows[2]["method"] == "raw"
+
+
+def test_folder_without_recursive_skips_subfolders(toy_model_path: Path, image_dir: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = scan(capsys, str(image_dir), "--jsonl", "--model", str(toy_model_path))
+    assert code == 0 and len(out.splitlines()) == 2
+
+
+def test_exit_2_unreadable_reported_and_counted(toy_model_path: Path, image_dir: Path,
+                                               tmp_path_factory: pytest.TempPathFactory,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path = tmp_path_factory.mktemp("bad")
+    (tmp_path / "broken.png").write_bytes(png_bytes(5)[:60])
+    (tmp_path / "empty.gif").write_bytes(b"")
+    args = [str(image_dir), str(tmp_path / "broken.png"), str(tmp_path / "empty.gif"),
+            str(tmp_path / "missing.webp"), "-r", "--model", str(toy_model_path), "--workers", "2"]
+    code, out, _ = scan(capsys, str(tmp_path / "empty.gif"), *args, "--jsonl")  # named twice: scanned once
+    assert code == 2  # unreadable wins over stego found
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 6
+    bad = [r for r in rows if r["error"] is not None]
+    assert sorted(Path(r["path"]).name for r in bad) == ["broken.png", "empty.gif", "missing.webp"]
+    assert all(r["is_stego"] is False and r["probability"] is None for r in bad)
+    code, out, _ = scan(capsys, *args)
+    assert code == 2
+    assert "UNREADABLE" in out
+    assert any(line.split() == ["unreadable", "3"] for line in out.splitlines())
+    assert any(line.split() == ["stego", "1"] for line in out.splitlines())
+
+
+def test_json_document(toy_model_path: Path, image_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = scan(capsys, str(image_dir), "-r", "--json", "--model", str(toy_model_path),
+                        "--threshold", "0.0")
+    assert code == 1
+    doc = json.loads(out)
+    assert doc["threshold"] == 0.0 and doc["model"] == "toy" and len(doc["model_sha256"]) == 64
+    assert all(r["is_stego"] for r in doc["results"])
+
+
+def test_bad_options_exit_2(toy_model_path: Path, image_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = scan(capsys, str(image_dir), "--threshold", "7", "--model", str(toy_model_path))
+    assert code == 2 and "threshold" in err
+    code, _, err = scan(capsys, str(image_dir), "--model", "no-such-model")
+    assert code == 2 and "unknown model" in err
+
+
+def test_console_script_subprocess(toy_model_path: Path, image_dir: Path) -> None:
+    """The installed entry point, in a fresh process: the exit status reaches the shell."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "v4runtime", "scan", str(image_dir / "sub" / "tail.png"), "--jsonl",
+         "--model", str(toy_model_path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["is_stego"] is True
+
+
+def test_extract_recovers_payloads(toy_model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--extract runs v4runtime.stego on flagged files: both bit orders, marker first."""
+    from v4runtime import stego
+
+    cover = png_bytes(4, size=(64, 64))
+    (tmp_path / "lsb.png").write_bytes(stego.embed(cover, "meet at dawn", "lsb.rgb", "PNG", bit_order="msb-first"))
+    (tmp_path / "tail.png").write_bytes(stego.embed(cover, "x" * 80, "raw", "PNG"))
+    (tmp_path / "clean.png").write_bytes(cover)
+    code, out, _ = scan(capsys, str(tmp_path), "--jsonl", "--extract", "--threshold", "0.0",
+                        "--model", str(toy_model_path))
+    assert code == 1
+    rows = {Path(r["path"]).name: r for r in map(json.loads, out.splitlines())}
+    lsb = rows["lsb.png"]["payload"]
+    assert (lsb["method"], lsb["bit_order"], lsb["verified"], lsb["text"]) == ("lsb.rgb", "msb-first", True,
+                                                                               "meet at dawn")
+    assert rows["tail.png"]["payload"]["text"] == "x" * 80 and rows["tail.png"]["method"] == "raw"
+    assert rows["clean.png"]["payload"].get("verified") is not True  # flagged only by threshold 0: no marker
+    code, out, _ = scan(capsys, str(tmp_path / "lsb.png"), "--extract", "--threshold", "0.0",
+                        "--model", str(toy_model_path))
+    assert "payload (lsb.rgb, 12 B): 'meet at dawn'" in out

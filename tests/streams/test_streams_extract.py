@@ -1,0 +1,166 @@
+"""extract_streams: the spec's shapes, windows, masks, palette indices, alpha, capability."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import ALL_FORMATS, encode, image_bytes, natural
+from PIL import Image
+
+from v4runtime.streams import STREAM_SPECS, extract_streams, stack_streams
+from v4runtime.streams.content import feature_names
+from v4runtime.streams.features import FORMAT_FEATURE_NAMES
+from v4runtime.streams.spec import METHODS, VIEW, input_shapes, stack_inputs, zero_inputs
+
+
+@pytest.mark.parametrize(("fmt", "mode"), ALL_FORMATS)
+def test_every_format_gives_the_spec_shapes(fmt: str, mode: str) -> None:
+    streams = extract_streams(image_bytes(fmt, mode, size=(300, 200)))
+    inputs = streams.as_inputs()
+    assert list(inputs) == [s.name for s in STREAM_SPECS]
+    for spec in STREAM_SPECS:
+        assert inputs[spec.name].shape == spec.shape and inputs[spec.name].dtype == np.float32
+        assert np.isfinite(inputs[spec.name]).all()
+        assert inputs[spec.name].min() >= 0.0 and inputs[spec.name].max() <= 1.0, spec.name
+    assert streams.info.format == fmt
+    np.testing.assert_array_equal(streams.capability, streams.format[:5])
+
+
+def test_reads_paths_too(tmp_path) -> None:
+    path = tmp_path / "x.png"
+    path.write_bytes(image_bytes("PNG"))
+    assert extract_streams(path).info.size == (64, 48)
+
+
+def test_top_left_window_sees_the_embedding_origin() -> None:
+    """A 1024x1024 image: the lsb plane's first row holds the first embedded bits."""
+    rgb = natural(1024, 1024)
+    bits = np.random.default_rng(1).integers(0, 2, 300, dtype=np.uint8)
+    flat = rgb.reshape(-1)
+    flat[:300] = (flat[:300] & 0xFE) | bits
+    streams = extract_streams(encode(Image.fromarray(rgb), "PNG"))
+    interleaved = streams.lsb[:3, 0, :100].T.reshape(-1)  # R, G, B of pixels 0..99
+    np.testing.assert_array_equal(interleaved, bits)
+    assert streams.lsb[3].all()
+
+
+def test_small_image_has_a_validity_mask_not_silent_padding() -> None:
+    streams = extract_streams(image_bytes("PNG", "RGBA", size=(40, 30)))
+    for name, mask in (("pixel", streams.pixel[3]), ("lsb", streams.lsb[3]), ("alpha", streams.alpha[2])):
+        assert mask[:30, :40].all(), name
+        assert not mask[30:, :].any() and not mask[:, 40:].any(), name
+    assert "small" in streams.info.flags
+    assert streams.format[FORMAT_FEATURE_NAMES.index("window_coverage")] == pytest.approx(40 * 30 / VIEW**2)
+
+
+def test_palette_lsb_comes_from_indices_not_luminance() -> None:
+    # Palette whose entry i is a grey of value 255 - i: luminance LSB is the opposite of index LSB.
+    indices = np.random.default_rng(2).integers(0, 256, (64, 64), dtype=np.uint8)
+    im = Image.fromarray(indices, "P")
+    im.putpalette([v for i in range(256) for v in (255 - i,) * 3])
+    for fmt in ("PNG", "GIF", "BMP"):
+        streams = extract_streams(encode(im, fmt))
+        np.testing.assert_array_equal(streams.palette_lsb[0, :64, :64], indices & 1)
+        assert streams.palette_lsb[1, :64, :64].all() and not streams.palette_lsb[1, 64:].any()
+        assert streams.palette[3].sum() == 256
+        assert streams.capability[METHODS.index("palette")] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode", "extra"),
+    [("PNG", "RGBA", {}), ("PNG", "LA", {}), ("PNG", "P+tRNS", {}), ("GIF", "P+tRNS", {}), ("WEBP", "RGBA", {})],
+)
+def test_alpha_means_any_transparency(fmt: str, mode: str, extra: dict) -> None:
+    if mode == "P+tRNS":
+        im = Image.fromarray(natural(64, 64)).quantize(32)
+        data = encode(im, fmt, transparency=3)
+    else:
+        data = image_bytes(fmt, mode, size=(64, 64))
+    streams = extract_streams(data)
+    assert streams.info.has_alpha
+    assert streams.alpha[2, :64, :64].all()
+    assert streams.format[FORMAT_FEATURE_NAMES.index("has_alpha")] == 1.0
+
+
+def test_no_transparency_means_empty_alpha_stream() -> None:
+    streams = extract_streams(image_bytes("JPEG"))
+    assert not streams.info.has_alpha and not streams.alpha.any()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode", "options", "expected"),
+    [
+        ("PNG", "RGBA", {}, {"alpha", "lsb.rgb", "exif", "raw"}),
+        ("PNG", "P", {}, {"palette", "exif", "raw"}),
+        ("PNG", "L", {}, {"exif", "raw"}),
+        ("JPEG", "RGB", {}, {"exif", "raw"}),
+        ("GIF", "P", {}, {"palette", "raw"}),
+        ("BMP", "RGB", {}, {"lsb.rgb", "raw"}),
+        ("BMP", "P", {}, {"palette", "raw"}),
+        ("WEBP", "RGBA", {"lossless": True}, {"alpha", "lsb.rgb", "exif", "raw"}),
+        ("WEBP", "RGB", {"quality": 80}, {"exif", "raw"}),
+    ],
+)
+def test_capability_mask(fmt: str, mode: str, options: dict, expected: set[str]) -> None:
+    streams = extract_streams(image_bytes(fmt, mode, **options))
+    assert {m for m, v in zip(METHODS, streams.capability, strict=True) if v} == expected
+
+
+def test_multi_frame_gif_uses_the_first_frame_and_is_flagged() -> None:
+    frames = [Image.fromarray(natural(32, 32, seed=i)).quantize(16) for i in range(3)]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    streams = extract_streams(data)
+    assert streams.info.multi_frame and streams.info.frames == 3 and "multi_frame" in streams.info.flags
+    single = extract_streams(encode(frames[0], "GIF"))
+    np.testing.assert_array_equal(streams.palette_lsb, single.palette_lsb)
+
+
+def test_content_features_detect_text_payload_in_both_packings() -> None:
+    names = feature_names()
+    rgb = natural(128, 128)
+    payload = b"AI42" + b"attack at dawn, bring the documents " * 3 + b"\x00"
+    for order, key in (("little", "lsb_first"), ("big", "msb_first")):
+        bits = np.unpackbits(np.frombuffer(payload, np.uint8), bitorder=order)
+        img = rgb.copy().reshape(-1)
+        img[: len(bits)] = (img[: len(bits)] & 0xFE) | bits
+        streams = extract_streams(encode(Image.fromarray(img.reshape(rgb.shape)), "PNG"))
+        c = dict(zip(names, streams.content.tolist(), strict=True))
+        assert c[f"lsb.{key}.marker_at_start"] == 1.0
+        assert c[f"lsb.{key}.nul_terminated"] == 1.0
+        assert c[f"lsb.{key}.printable_head"] == 1.0
+        other = "msb_first" if key == "lsb_first" else "lsb_first"
+        assert c[f"lsb.{other}.marker_at_start"] == 0.0
+    clean = dict(zip(names, extract_streams(encode(Image.fromarray(rgb), "PNG")).content.tolist(), strict=True))
+    assert clean["lsb.lsb_first.marker_anywhere"] == 0.0 and clean["lsb.lsb_first.printable_head"] < 0.9
+
+
+def test_chi_square_and_sample_pairs_rise_with_full_embedding() -> None:
+    names = feature_names()
+    rng = np.random.default_rng(3)
+    rgb = natural(256, 256)
+    full = (rgb & 0xFE) | rng.integers(0, 2, rgb.shape, dtype=np.uint8)
+    clean = dict(zip(names, extract_streams(encode(Image.fromarray(rgb), "PNG")).content.tolist(), strict=True))
+    stego = dict(zip(names, extract_streams(encode(Image.fromarray(full), "PNG")).content.tolist(), strict=True))
+    assert stego["chi2.lsb.image"] > clean["chi2.lsb.image"]
+    assert stego["spa.lsb"] > clean["spa.lsb"] + 0.2
+
+
+def test_format_features_are_bounded_and_named() -> None:
+    big = encode(Image.new("RGBA", (1100, 1000), (10, 200, 30, 128)), "PNG")
+    streams = extract_streams(big + b"x" * 100000)
+    assert len(FORMAT_FEATURE_NAMES) == streams.format.shape[0]
+    assert streams.format.min() >= 0.0 and streams.format.max() <= 1.0
+    f = dict(zip(FORMAT_FEATURE_NAMES, streams.format.tolist(), strict=True))
+    assert f["format.png"] == 1.0 and f["has_tail"] == 1.0 and f["size.large"] == 1.0
+    assert 0 < f["tail_length_log"] < 1
+
+
+def test_stacking_into_batches() -> None:
+    items = [extract_streams(image_bytes("PNG")), extract_streams(image_bytes("JPEG"))]
+    batch = stack_streams(items)
+    assert {k: v.shape for k, v in batch.items()} == input_shapes(2)
+    assert {k: v.shape for k, v in zero_inputs(3).items()} == input_shapes(3)
+    with pytest.raises(ValueError, match="shape"):
+        stack_inputs([{**items[0].as_inputs(), "pixel": np.zeros((3, 4))}])
+    with pytest.raises(ValueError):
+        stack_inputs([])

@@ -1,0 +1,194 @@
+"""End-to-end scan latency (read, decode + streams, inference) and throughput, beside plain decoding.
+
+Writes real 256x256 image files (photo crops from scikit-image and procedural images, in PNG, JPEG,
+GIF, WebP and BMP) to a temporary folder, then measures in one run:
+
+1. plain Pillow decoding of each file (read + open + load): the baseline;
+2. single-threaded end-to-end latency per file, one file per call (batch 1), with its stages;
+3. throughput of ``Scanner.scan_many`` with 1 and N workers, threads and processes.
+
+Figures are printed and written as JSON and Markdown (``bench-scan.json``/``.md``) for the docs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Default output folder for the generated report (relative to the current directory).
+DEFAULT_OUT = "docs/generated/eval"
+FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``v4runtime bench scan``."""
+    parser.add_argument("--images", type=int, default=300, help="number of 256x256 files (default 300)")
+    parser.add_argument("--workers", type=int, default=2, help="workers for the throughput run (default 2)")
+    parser.add_argument("--model", default=None, help="model name or .onnx path (default v4-default)")
+    parser.add_argument("--out-dir", default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT})")
+    parser.add_argument("--no-write", action="store_true", help="print only; write no report files")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated images")
+
+
+def make_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
+    """Write ``count`` 256x256 images (photo crops and procedural, all five formats) into ``folder``."""
+    import skimage.data
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea(), skimage.data.rocket()]
+    paths = []
+    for i in range(count):
+        kind = i % 3
+        if kind < 2:
+            photo = photos[int(rng.integers(len(photos)))]
+            y = int(rng.integers(0, photo.shape[0] - 256 + 1))
+            x = int(rng.integers(0, photo.shape[1] - 256 + 1))
+            arr = np.ascontiguousarray(photo[y : y + 256, x : x + 256, :3])
+        else:
+            yy, xx = np.mgrid[0:256, 0:256]
+            base = (xx * rng.uniform(0.3, 1) + yy * rng.uniform(0.3, 1)) % 256
+            noise = rng.normal(0, rng.uniform(1, 12), (256, 256, 3))
+            arr = np.clip(base[..., None] + noise, 0, 255).astype(np.uint8)
+        fmt = FORMATS[i % len(FORMATS)]
+        im = Image.fromarray(arr, "RGB")
+        if fmt == "GIF":
+            im = im.quantize(256)
+        buf = io.BytesIO()
+        im.save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {"lossless": True} if fmt == "WEBP" else {}))
+        path = folder / f"img-{i:04d}.{fmt.lower()}"
+        path.write_bytes(buf.getvalue())
+        paths.append(path)
+    return paths
+
+
+def _decode_ms(paths: list[Path]) -> list[float]:
+    from PIL import Image
+
+    out = []
+    for p in paths:
+        t0 = time.perf_counter()
+        with Image.open(io.BytesIO(p.read_bytes())) as im:
+            im.load()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def _throughput(scanner: Any, paths: list[Path], workers: int, executor: str) -> float:
+    t0 = time.perf_counter()
+    results = scanner.scan_many([str(p) for p in paths], workers=workers, batch_size=8, executor=executor)
+    elapsed = time.perf_counter() - t0
+    bad = [r for r in results if r.error]
+    if bad:
+        raise RuntimeError(f"benchmark image unreadable: {bad[0].path}: {bad[0].error}")
+    return len(paths) / elapsed
+
+
+def measure(paths: list[Path], model: str | None, workers: int) -> dict[str, Any]:
+    """Run the three measurements on ``paths``; returns the report dict."""
+    from v4runtime.evaluation import percentiles
+    from v4runtime.scanner import Scanner
+
+    scanner = Scanner(model=model, intra_op_threads=1)
+    for p in paths[:10]:  # warm-up: page cache, onnxruntime's first-run allocations
+        scanner.scan(p)
+    _decode_ms(paths[:10])
+    decode = _decode_ms(paths)
+    stages: dict[str, list[float]] = {"read_ms": [], "streams_ms": [], "inference_ms": [], "total_ms": []}
+    for p in paths:
+        r = scanner.scan(p)
+        if r.error:
+            raise RuntimeError(f"benchmark image unreadable: {p}: {r.error}")
+        for key in ("read_ms", "streams_ms", "inference_ms"):
+            stages[key].append(getattr(r.timings, key))
+        stages["total_ms"].append(r.timings.total_ms)
+    latency = {k: percentiles(v) for k, v in stages.items()}
+    decode_p = percentiles(decode)
+    throughput = {"1 worker": _throughput(scanner, paths, 1, "thread")}
+    for executor in ("thread", "process"):
+        _throughput(scanner, paths[: 8 * workers], workers, executor)  # start the pool outside the clock
+        throughput[f"{workers} workers ({executor}es)" if executor == "process" else f"{workers} workers (threads)"] = _throughput(scanner, paths, workers, executor)
+    scanner.close()
+    t0 = time.perf_counter()
+    _throughput(scanner, paths[: 8 * workers], workers, "process")
+    pool_start = time.perf_counter() - t0  # cold start: spawning workers, each loading the model
+    scanner.close()
+    decode_rate = 1000 / float(np.mean(decode))
+    return {
+        "images": len(paths),
+        "size": "256x256",
+        "formats": list(FORMATS),
+        "model": scanner.model_name,
+        "model_sha256": scanner.model_sha256,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.machine()},
+        "latency_ms": latency,
+        "decode_ms": decode_p,
+        "decode_images_per_s_1_thread": decode_rate,
+        "ratio_total_to_decode_p50": latency["total_ms"]["p50"] / decode_p["p50"],
+        "throughput_images_per_s": throughput,
+        "pool_start_s": pool_start,
+        "targets": {"p95_ms": 5.0, "throughput_images_per_s": 400.0},
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    """The Markdown table the performance page includes."""
+    lat, dec = report["latency_ms"], report["decode_ms"]
+    lines = [
+        f"{report['images']} files of {report['size']} ({', '.join(report['formats'])}), model "
+        f"`{report['model']}` (sha256 `{report['model_sha256'][:12]}…`), {report['machine']['cpus']} CPUs, "
+        f"command `v4runtime bench scan --images {report['images']}`.",
+        "",
+        "| single-threaded, one file per call | p50 ms | p95 ms | p99 ms |",
+        "|---|---:|---:|---:|",
+        f"| plain decode (Pillow, baseline) | {dec['p50']:.2f} | {dec['p95']:.2f} | {dec['p99']:.2f} |",
+    ]
+    names = {"read_ms": "read", "streams_ms": "decode + streams", "inference_ms": "inference",
+             "total_ms": "**end to end**"}
+    for key, label in names.items():
+        p = lat[key]
+        lines.append(f"| {label} | {p['p50']:.2f} | {p['p95']:.2f} | {p['p99']:.2f} |")
+    lines += [
+        "",
+        f"End to end is {report['ratio_total_to_decode_p50']:.1f}x plain decoding at p50 "
+        f"(target p95 <= {report['targets']['p95_ms']:g} ms).",
+        "",
+        "| throughput (scan_many, batches of 8) | images/s |",
+        "|---|---:|",
+        f"| plain decode, 1 thread (baseline) | {report['decode_images_per_s_1_thread']:.0f} |",
+    ]
+    for key, value in report["throughput_images_per_s"].items():
+        lines.append(f"| scan, {key} | {value:.0f} |")
+    lines.append(f"\nWorker pools are started before the clock; starting {report.get('pool_start_s', 0):.2f} s "
+                 "cold (processes spawned, each loading the model once), once per scanner.")
+    lines.append(f"Target: >= {report['targets']['throughput_images_per_s']:g} images/s with 2 workers.")
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``v4runtime bench scan``."""
+    if args.images < 20:
+        from v4runtime.errors import ConfigError
+
+        raise ConfigError("--images must be at least 20 (10 are used to warm up)")
+    with tempfile.TemporaryDirectory(prefix="v4-bench-scan-") as tmp:
+        paths = make_images(Path(tmp), args.images, args.seed)
+        report = measure(paths, args.model, args.workers)
+    text = render(report)
+    print(text, end="")
+    if not args.no_write:
+        out = Path(args.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench-scan.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        (out / "bench-scan.md").write_text(text)
+        print(f"wrote {out / 'bench-scan.json'} and {out / 'bench-scan.md'}")
+    return 0

@@ -1,0 +1,214 @@
+"""``v4runtime doctor``: what this machine and configuration provide, at a glance.
+
+Prints library versions, the CPU instruction-set features that decide how fast INT8 inference
+runs, whether the bundled model is present, whether the configured services answer, and the
+effective settings with secrets masked. It never changes anything and never imports the model
+code (the model may not exist yet); it only looks at files, sockets and URLs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import socket
+import sys
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from v4runtime.config import Settings, load_settings, masked
+
+#: CPU flags (as spelled in /proc/cpuinfo) that matter for INT8 kernels, with display names.
+INT8_FLAGS: dict[str, str] = {
+    "avx2": "AVX2",
+    "avx512f": "AVX-512F",
+    "avx512_vnni": "AVX512-VNNI",
+    "avx_vnni": "AVX-VNNI",
+}
+#: The bundled default model, relative to the package directory.
+DEFAULT_MODEL = Path("models") / "v4-default.onnx"
+#: Seconds to wait for a service before calling it unreachable (doctor must never hang).
+PROBE_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report: a name, a status word and a human-readable detail."""
+
+    name: str
+    status: str
+    detail: str = ""
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the runtime libraries (``absent`` when not installed)."""
+    versions = {"python": platform.python_version()}
+    for dist in ("onnxruntime", "numpy", "Pillow"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "absent"
+    return versions
+
+
+def parse_cpu_flags(cpuinfo: str) -> set[str]:
+    """The set of flags on the first ``flags`` line of a /proc/cpuinfo text."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return set(value.split())
+    return set()
+
+
+def cpu_features(cpuinfo_path: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
+    """INT8-relevant CPU features; ``known`` is False where /proc/cpuinfo is unavailable."""
+    try:
+        flags = parse_cpu_flags(cpuinfo_path.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        flags = None
+    if not flags:
+        return {
+            "known": False,
+            "machine": platform.machine(),
+            "features": {},
+            "int8_note": "unknown: no /proc/cpuinfo flags on this platform; measure with `v4runtime bench scan`",
+        }
+    features = {label: flag in flags for flag, label in INT8_FLAGS.items()}
+    return {
+        "known": True,
+        "machine": platform.machine(),
+        "features": features,
+        "int8_note": int8_note(features),
+    }
+
+
+def int8_note(features: dict[str, bool]) -> str:
+    """One sentence on what the detected features mean for INT8 inference."""
+    if features.get("AVX512-VNNI") or features.get("AVX-VNNI"):
+        return "VNNI present: INT8 dot products run in one instruction (fast INT8 path)"
+    if features.get("AVX2"):
+        return "AVX2 without VNNI: INT8 may be no faster than FP32; per-channel U8S8 needs reduce_range"
+    return "no AVX2: INT8 kernels fall back to slow generic code; prefer the FP32 model"
+
+
+def model_status(package_dir: Path | None = None) -> Check:
+    """Whether the bundled default model file exists (by file, without importing model code)."""
+    base = package_dir if package_dir is not None else Path(__file__).resolve().parent
+    path = base / DEFAULT_MODEL
+    if not path.is_file():
+        return Check("bundled model", "absent", f"{path} does not exist yet")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return Check("bundled model", "present", f"{path} ({path.stat().st_size} bytes, sha256 {digest[:12]})")
+
+
+def _tcp_probe(host: str, port: int, timeout: float) -> str | None:
+    """None when a TCP connection opens, else the error text."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return str(exc) or type(exc).__name__
+
+
+def database_status(db_url: str, timeout: float = PROBE_TIMEOUT_S) -> Check:
+    """Check the monitoring store URL: SQLite file writable, or PostgreSQL port open."""
+    parts = urlsplit(db_url)
+    if parts.scheme == "sqlite":
+        # sqlite:///relative.db and sqlite:////absolute.db (SQLAlchemy-style spelling)
+        raw = db_url.split(":///", 1)[1] if ":///" in db_url else ""
+        if not raw or raw == ":memory:":
+            return Check("monitor database", "ok", "in-memory SQLite")
+        path = Path(raw)
+        directory = path.parent if str(path.parent) else Path(".")
+        if path.exists():
+            ok = os.access(path, os.W_OK)
+            return Check("monitor database", "ok" if ok else "not writable", f"SQLite file {path}")
+        if not directory.is_dir():
+            return Check("monitor database", "not writable", f"directory {directory} does not exist")
+        ok = os.access(directory, os.W_OK)
+        detail = f"SQLite file {path} (created on first use)"
+        return Check("monitor database", "ok" if ok else "not writable", detail)
+    if parts.scheme.startswith("postgres"):
+        host = parts.hostname or "127.0.0.1"
+        port = parts.port or 5432
+        error = _tcp_probe(host, port, timeout)
+        if error is None:
+            return Check("monitor database", "reachable", f"PostgreSQL at {host}:{port}")
+        return Check("monitor database", "unreachable", f"PostgreSQL at {host}:{port}: {error}")
+    return Check("monitor database", "unsupported", f"unknown scheme {parts.scheme!r} (use sqlite or postgresql)")
+
+
+def monitor_api_status(url: str | None, timeout: float = PROBE_TIMEOUT_S) -> Check:
+    """GET ``<url>/health`` of the monitoring API the scanner reports to, if one is configured."""
+    if not url:
+        return Check("monitor API", "not configured", "set scanner.monitor_url (V4_SCANNER__MONITOR_URL)")
+    import httpx  # local import: keeps `v4runtime --help` fast
+
+    health = url.rstrip("/") + "/health"
+    try:
+        response = httpx.get(health, timeout=timeout)
+    except httpx.HTTPError as exc:
+        return Check("monitor API", "unreachable", f"{health}: {exc or type(exc).__name__}")
+    if response.status_code == 200:
+        return Check("monitor API", "healthy", f"{health} answered 200")
+    return Check("monitor API", "unhealthy", f"{health} answered {response.status_code}")
+
+
+def collect(settings: Settings, *, cpuinfo_path: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
+    """Everything the doctor reports, as plain data (what ``--json`` prints)."""
+    checks = [
+        model_status(),
+        database_status(settings.monitor.db_url),
+        monitor_api_status(settings.scanner.monitor_url),
+    ]
+    return {
+        "versions": library_versions(),
+        "cpu": cpu_features(cpuinfo_path),
+        "checks": [asdict(check) for check in checks],
+        "settings": masked(settings),
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    """The human-readable form of :func:`collect`'s report."""
+    lines = ["versions:"]
+    lines += [f"  {name}: {value}" for name, value in report["versions"].items()]
+    cpu = report["cpu"]
+    lines.append(f"cpu ({cpu['machine']}):")
+    if cpu["known"]:
+        lines += [f"  {name}: {'yes' if on else 'no'}" for name, on in cpu["features"].items()]
+    lines.append(f"  int8: {cpu['int8_note']}")
+    lines.append("checks:")
+    lines += [f"  {c['name']}: {c['status']} - {c['detail']}" for c in report["checks"]]
+    lines.append("settings:")
+    for section, values in report["settings"].items():
+        for key, value in values.items():
+            lines.append(f"  {section}.{key}: {json.dumps(value)}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the doctor; always exits 0 (it reports, it does not judge)."""
+    settings = load_settings(args.config)
+    report = collect(settings)
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(render(report))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``v4runtime doctor``."""
+    parser = subparsers.add_parser(
+        "doctor", help="show versions, CPU INT8 features, model and service status, effective settings"
+    )
+    parser.add_argument("--config", metavar="FILE", default=None, help="YAML settings file (optional)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(func=run)

@@ -1,0 +1,580 @@
+"""Detection metrics, Wilson intervals and evaluation reports (JSON + Markdown).
+
+The metric functions are pure: they take the corpus' ground truth (:class:`Sample`) and one
+detector's verdicts (:class:`Verdict`) and return plain dicts, so the model, the baselines and the
+ablated models are scored by the same code. :func:`render_markdown` turns a report into the
+Markdown the documentation includes; nothing in it is typed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from v4runtime.errors import V4Error
+from v4runtime.streams.spec import METHODS
+
+#: Image file suffixes picked up from a plain folder.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
+
+#: Payload-size buckets (bytes, inclusive lower bound, exclusive upper bound) for the TPR table.
+PAYLOAD_BUCKETS: tuple[tuple[int, int], ...] = ((1, 64), (64, 256), (256, 1024), (1024, 4097))
+
+#: Payloads at least this large are held to the TPR target.
+TARGET_MIN_PAYLOAD = 64
+
+CLEAN = "clean"
+
+
+class EvaluationError(V4Error):
+    """A corpus folder or manifest cannot be used for an evaluation."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Ground truth for one corpus file.
+
+    Attributes:
+        path: the file.
+        label: ``"clean"`` or ``"stego"``.
+        method: the embedding method for stego files, else ``None``.
+        format: the container format (``png``, ``jpeg``, ...), lower case.
+        payload_size: payload length in bytes for stego files.
+        kind: for clean files, the corpus' hard-negative kind (``camera_exif``, ``natural_alpha``...)
+            or ``ordinary``; used to break the FPR down.
+    """
+
+    path: str
+    label: str
+    method: str | None = None
+    format: str | None = None
+    payload_size: int | None = None
+    kind: str | None = None
+
+    @property
+    def is_stego(self) -> bool:
+        """True for stego samples."""
+        return self.label != CLEAN
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One detector's decision on one file (``error`` set when the file could not be read)."""
+
+    is_stego: bool
+    method: str | None = None
+    probability: float | None = None
+    error: str | None = None
+
+
+# -- statistics ------------------------------------------------------------------------------------
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95 % by default).
+
+    Returns ``(0.0, 1.0)`` when ``n`` is 0. Unlike the normal approximation it stays inside [0, 1]
+    and gives a useful upper bound when no successes were seen (``3.84 / (n + 3.84)`` for 95 %).
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be within [0, {n}], got {successes}")
+    p = successes / n
+    z2 = z * z
+    denom = 1 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact at the edges (no rounding residue)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
+
+
+def rate(successes: int, n: int) -> dict[str, Any]:
+    """A proportion with its Wilson 95 % interval, as a dict."""
+    low, high = wilson_interval(successes, n)
+    return {"k": successes, "n": n, "rate": successes / n if n else None, "low": low, "high": high}
+
+
+def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 95, 99)) -> dict[str, float | None]:
+    """``{"p50": ..., "p95": ..., "p99": ...}`` (``None`` for an empty sequence)."""
+    if not values:
+        return {f"p{q:g}": None for q in qs}
+    arr = np.asarray(values, dtype=np.float64)
+    return {f"p{q:g}": float(np.percentile(arr, q)) for q in qs}
+
+
+def payload_bucket(size: int | None) -> str | None:
+    """Label of the payload-size bucket holding ``size`` (``"64-255 B"``), or ``None``."""
+    if size is None:
+        return None
+    for low, high in PAYLOAD_BUCKETS:
+        if low <= size < high:
+            return f"{low}-{high - 1} B"
+    return f">={PAYLOAD_BUCKETS[-1][1]} B"
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+
+
+def detection_metrics(samples: Sequence[Sample], verdicts: Sequence[Verdict]) -> dict[str, Any]:
+    """FPR, TPR (overall, per method, format, payload bucket), method accuracy, confusion matrix.
+
+    Unreadable files are counted under ``errors`` and left out of the rates: an error is neither a
+    detection nor a clean verdict, and the scanner reports it separately (exit status 2).
+    """
+    if len(samples) != len(verdicts):
+        raise ValueError("samples and verdicts differ in length")
+    errors: Counter[str] = Counter()
+    fp = clean_n = 0
+    tp: Counter[str] = Counter()
+    pos: Counter[str] = Counter()
+    by: dict[str, dict[str, list[int]]] = {"method": defaultdict(lambda: [0, 0]),
+                                           "format": defaultdict(lambda: [0, 0]),
+                                           "payload": defaultdict(lambda: [0, 0]),
+                                           "method_target": defaultdict(lambda: [0, 0]),
+                                           "clean_format": defaultdict(lambda: [0, 0]),
+                                           "clean_kind": defaultdict(lambda: [0, 0])}
+    classes = (CLEAN, *METHODS)
+    confusion = {t: dict.fromkeys(classes, 0) for t in classes}
+    method_correct = method_total = 0
+    for s, v in zip(samples, verdicts, strict=True):
+        if v.error is not None:
+            errors["clean" if not s.is_stego else "stego"] += 1
+            continue
+        predicted = (v.method if v.method in METHODS else METHODS[-1]) if v.is_stego else CLEAN
+        truth = s.method if s.is_stego and s.method in METHODS else (CLEAN if not s.is_stego else "raw")
+        confusion[truth][predicted] += 1
+        if not s.is_stego:
+            clean_n += 1
+            fp += int(v.is_stego)
+            for table, key in (("clean_format", s.format or "?"), ("clean_kind", s.kind or "?")):
+                by[table][key][0] += int(v.is_stego)
+                by[table][key][1] += 1
+            continue
+        pos["all"] += 1
+        tp["all"] += int(v.is_stego)
+        keys = [("method", s.method or "?"), ("format", s.format or "?"),
+                ("payload", payload_bucket(s.payload_size) or "?")]
+        if s.payload_size is not None and s.payload_size >= TARGET_MIN_PAYLOAD:
+            keys.append(("method_target", s.method or "?"))
+        for table, key in keys:
+            by[table][key][0] += int(v.is_stego)
+            by[table][key][1] += 1
+        if v.is_stego:
+            method_total += 1
+            method_correct += int(v.method == s.method)
+
+    def order(key: str) -> tuple[int, str]:
+        head = key.split("-")[0]
+        return (int(head), key) if head.isdigit() else (-1, key)  # payload buckets by size, others by name
+
+    def table(name: str) -> dict[str, Any]:
+        return {k: rate(*by[name][k]) for k in sorted(by[name], key=order)}
+
+    return {
+        "clean": clean_n,
+        "stego": pos["all"],
+        "errors": dict(errors),
+        "fpr": rate(fp, clean_n),
+        "fpr_by_format": table("clean_format"),
+        "fpr_by_kind": table("clean_kind"),
+        "tpr": rate(tp["all"], pos["all"]),
+        "tpr_by_method": table("method"),
+        "tpr_by_method_min64": table("method_target"),
+        "tpr_by_format": table("format"),
+        "tpr_by_payload": table("payload"),
+        "method_accuracy": rate(method_correct, method_total),
+        "confusion": confusion,
+    }
+
+
+def latency_metrics(timings: Iterable[dict[str, float]]) -> dict[str, Any]:
+    """Percentiles of each timing key (``read_ms``, ``streams_ms``, ``inference_ms``, ``total_ms``)."""
+    columns: dict[str, list[float]] = defaultdict(list)
+    for t in timings:
+        for key, value in t.items():
+            columns[key].append(float(value))
+    return {key: percentiles(values) for key, values in columns.items()}
+
+
+# -- corpus ----------------------------------------------------------------------------------------
+
+
+def _is_stego_label(label: Any) -> bool:
+    """Manifest labels: 1/0 (``v4runtime dataset build``), or ``"stego"``/``"clean"``."""
+    if isinstance(label, bool | int):
+        return bool(label)
+    text = str(label).strip().lower()
+    if text in ("1", "stego", "true"):
+        return True
+    if text in ("0", CLEAN, "false", "cover"):
+        return False
+    raise ValueError(f"unknown label {label!r}")
+
+
+def _manifest_sample(root: Path, row: dict[str, Any]) -> Sample:
+    stego = _is_stego_label(row["label"])
+    size = row.get("payload_size")
+    fmt = row.get("format")
+    return Sample(
+        path=str(root / row["path"]),
+        label="stego" if stego else CLEAN,
+        method=row.get("method") if stego else None,
+        format=str(fmt).lower() if fmt else None,
+        payload_size=int(size) if stego and size not in (None, "") else None,
+        kind=(row.get("hard_negative") or "ordinary") if not stego else None,
+    )
+
+
+def load_corpus(data_dir: str | os.PathLike[str]) -> list[Sample]:
+    """Samples of a corpus folder.
+
+    A folder with a ``manifest.jsonl`` (from ``v4runtime dataset build``) gives labelled samples;
+    a plain folder of images gives clean samples (format from the file suffix).
+
+    Raises:
+        EvaluationError: the folder is missing, the manifest is malformed, or no image is found.
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise EvaluationError(f"corpus folder not found: {root}")
+    manifest = root / "manifest.jsonl"
+    samples: list[Sample] = []
+    if manifest.is_file():
+        for lineno, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                samples.append(_manifest_sample(root, json.loads(line)))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise EvaluationError(f"{manifest}:{lineno}: bad manifest row ({exc})") from exc
+    else:
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+                fmt = path.suffix.lower().lstrip(".").replace("jpg", "jpeg")
+                samples.append(Sample(path=str(path), label=CLEAN, format=fmt))
+    if not samples:
+        raise EvaluationError(f"no images found in {root} (and no manifest.jsonl)")
+    return samples
+
+
+# -- rendering -------------------------------------------------------------------------------------
+
+
+def pct(value: float | None, digits: int = 2) -> str:
+    """A proportion as a percentage string (``"n/a"`` for ``None``)."""
+    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def fmt_rate(r: dict[str, Any], digits: int = 2) -> str:
+    """``"1.23% (k/n, 95% CI 0.50%-2.10%)"``."""
+    if not r["n"]:
+        return "n/a (0 files)"
+    return f"{pct(r['rate'], digits)} ({r['k']}/{r['n']}, 95% CI {pct(r['low'], digits)}-{pct(r['high'], digits)})"
+
+
+def _rate_table(title: str, rows: dict[str, Any], key_name: str) -> list[str]:
+    if not rows:
+        return []
+    lines = [f"**{title}**", "", f"| {key_name} | rate | detected / files | 95% CI |", "|---|---:|---:|---|"]
+    for key, r in rows.items():
+        lines.append(f"| {key} | {pct(r['rate'])} | {r['k']} / {r['n']} | {pct(r['low'])}-{pct(r['high'])} |")
+    return [*lines, ""]
+
+
+def render_detector_markdown(name: str, m: dict[str, Any]) -> list[str]:
+    """Markdown lines for one detector's metrics."""
+    lines = [
+        f"| metric ({name}) | value |",
+        "|---|---|",
+        f"| clean files | {m['clean']} |",
+        f"| stego files | {m['stego']} |",
+        f"| unreadable | {sum(m['errors'].values())} |",
+        f"| false-positive rate | {fmt_rate(m['fpr'], 3)} |",
+        f"| true-positive rate | {fmt_rate(m['tpr'])} |",
+        f"| method accuracy on detected stego | {fmt_rate(m['method_accuracy'])} |",
+        "",
+    ]
+    lines += _rate_table("TPR per method", m["tpr_by_method"], "method")
+    lines += _rate_table(f"TPR per method, payloads >= {TARGET_MIN_PAYLOAD} B", m["tpr_by_method_min64"], "method")
+    lines += _rate_table("TPR per format", m["tpr_by_format"], "format")
+    lines += _rate_table("TPR per payload size", m["tpr_by_payload"], "payload")
+    lines += _rate_table("FPR per format (clean files)", m["fpr_by_format"], "format")
+    if set(m.get("fpr_by_kind", {})) - {"?"}:
+        lines += _rate_table("FPR per kind of clean file (hard negatives)", m["fpr_by_kind"], "kind")
+    return lines
+
+
+def render_confusion(confusion: dict[str, dict[str, int]]) -> list[str]:
+    """A confusion matrix as a Markdown table (rows: truth, columns: prediction)."""
+    classes = list(confusion)
+    lines = ["| truth \\ predicted | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+    for t in classes:
+        lines.append(f"| {t} | " + " | ".join(str(confusion[t][p]) for p in classes) + " |")
+    return [*lines, ""]
+
+
+def render_latency(latency: dict[str, Any]) -> list[str]:
+    """Latency percentiles as a Markdown table."""
+    lines = ["| stage | p50 ms | p95 ms | p99 ms |", "|---|---:|---:|---:|"]
+    for stage, p in latency.items():
+        cells = " | ".join("n/a" if p[k] is None else f"{p[k]:.2f}" for k in ("p50", "p95", "p99"))
+        lines.append(f"| {stage.removesuffix('_ms')} | {cells} |")
+    return [*lines, ""]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The Markdown report for an evaluation (the model's metrics, confusion matrix, latency)."""
+    meta = report["meta"]
+    lines = [
+        f"Model `{meta['model']}` (sha256 `{meta['model_sha256'][:12]}…`), threshold {meta['threshold']}, "
+        f"corpus `{meta['corpus']}` ({meta['files']} files), command `{meta['command']}`.",
+        "",
+    ]
+    lines += render_detector_markdown("model", report["model"])
+    lines += ["**Confusion matrix** (unreadable files excluded)", ""]
+    lines += render_confusion(report["model"]["confusion"])
+    lines += ["**Latency per file** (single process, batched inference)", ""]
+    lines += render_latency(report["latency"])
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str], stem: str) -> tuple[Path, Path]:
+    """Write ``<stem>.json`` and ``<stem>.md`` into ``out_dir``; returns both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
+    json_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    md_path.write_text(render_markdown(report) + "\n", encoding="utf-8")
+    if "baselines" in report:
+        (out / f"{stem}-comparison.md").write_text(render_comparison(report), encoding="utf-8")
+    if "ablation" in report:
+        (out / f"{stem}-ablation.md").write_text(render_ablation(report), encoding="utf-8")
+    return json_path, md_path
+
+
+__all__ = [
+    "EvaluationError",
+    "evaluate",
+    "render_ablation",
+    "render_comparison",
+    "Sample",
+    "Verdict",
+    "detection_metrics",
+    "latency_metrics",
+    "load_corpus",
+    "payload_bucket",
+    "percentiles",
+    "rate",
+    "render_markdown",
+    "wilson_interval",
+    "write_report",
+]
+
+
+# -- running an evaluation -------------------------------------------------------------------------
+
+
+def _model_verdicts(out: dict[str, np.ndarray], threshold: float) -> list[Verdict]:
+    from v4runtime.streams.spec import OUTPUT_METHODS, OUTPUT_STEGO
+
+    probs = np.asarray(out[OUTPUT_STEGO], dtype=np.float64).reshape(-1)
+    methods = np.asarray(out[OUTPUT_METHODS]).reshape(len(probs), len(METHODS))
+    return [
+        Verdict(bool(p >= threshold), METHODS[int(np.argmax(m))] if p >= threshold else None, float(p))
+        for p, m in zip(probs, methods, strict=True)
+    ]
+
+
+def evaluate(
+    scanner: Any,
+    samples: Sequence[Sample],
+    *,
+    baselines: bool = True,
+    ablation: bool = True,
+    workers: int = 1,
+    batch_size: int = 8,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Scan every sample once and score the model, the baselines and the stream ablation.
+
+    Each file is read and turned into streams once; the same arrays feed the model, the model with
+    each stream zeroed in turn (the ablation), and the baselines, so every detector is measured on
+    exactly the same inputs.
+
+    Args:
+        scanner: a :class:`v4runtime.scanner.Scanner`.
+        samples: the corpus (see :func:`load_corpus`).
+        baselines: also score :class:`~v4runtime.baselines.V3StyleDetector` and
+            :class:`~v4runtime.baselines.ChiSquareDetector`.
+        ablation: also run the model with each stream zeroed.
+        workers: threads reading and extracting files in parallel.
+        batch_size: files per inference call.
+        progress: optional callable, called with the number of files finished in each batch.
+
+    Returns:
+        ``{"model": metrics, "latency": ..., "baselines": {...}, "ablation": {...}, "errors": [...]}``.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from v4runtime.baselines import ChiSquareDetector, V3StyleDetector
+    from v4runtime.streams.spec import STREAM_NAMES
+
+    v3, chi = V3StyleDetector(), ChiSquareDetector()
+    model_v: list[Verdict] = []
+    base_v: dict[str, list[Verdict]] = {"V3-style": [], "chi-square": []}
+    abl_v: dict[str, list[Verdict]] = {name: [] for name in STREAM_NAMES}
+    timings: list[dict[str, float]] = []
+    errors: list[dict[str, Any]] = []
+    chunks = [list(samples[i : i + batch_size]) for i in range(0, len(samples), batch_size)]
+
+    def work(chunk: list[Sample]) -> tuple[list[Verdict], dict[str, list[Verdict]], dict[str, list[Verdict]],
+                                           list[dict[str, float]], list[dict[str, Any]]]:
+        prepared = [scanner.prepare(s.path) for s in chunk]
+        scanner.infer(prepared, keep_arrays=True)
+        ok = [p for p in prepared if p.arrays is not None]
+        arrays = [p.arrays for p in ok]
+        abl: dict[str, list[Verdict | None]] = {}
+        if ablation and arrays:
+            for name in STREAM_NAMES:
+                verdicts = iter(_model_verdicts(scanner.run_model(arrays, zero_streams={name}), scanner.threshold))
+                abl[name] = [next(verdicts) if p.arrays is not None else None for p in prepared]
+        base: dict[str, list[Verdict | None]] = {"V3-style": [], "chi-square": []}
+        c_model: list[Verdict] = []
+        c_time: list[dict[str, float]] = []
+        c_err: list[dict[str, Any]] = []
+        for p in prepared:
+            r = p.result
+            if r.error is not None:
+                err = Verdict(False, error=r.error)
+                c_model.append(err)
+                c_err.append({"path": r.path, "error": r.error, "reason": r.error_reason})
+                for key in base:
+                    base[key].append(err)
+                continue
+            c_model.append(Verdict(r.is_stego, r.method, r.probability))
+            c_time.append({**{k: v for k, v in vars(r.timings).items()}, "total_ms": r.timings.total_ms})
+            if baselines:
+                for key, det in (("V3-style", v3), ("chi-square", chi)):
+                    flag, method, score = det.decide(p.arrays)
+                    base[key].append(Verdict(flag, method, score))
+            p.arrays = None
+        err_v = Verdict(False, error="unreadable")
+        abl_out = {k: [v if v is not None else err_v for v in vs] for k, vs in abl.items()}
+        return c_model, base, abl_out, c_time, c_err  # type: ignore[return-value]
+
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+    results = pool.map(work, chunks) if pool is not None else map(work, chunks)
+    try:
+        for chunk, (c_model, base, abl, c_time, c_err) in zip(chunks, results, strict=True):
+            model_v += c_model
+            for key, vs in base.items():
+                base_v[key] += vs
+            for key, vs in abl.items():
+                abl_v[key] += vs
+            timings += c_time
+            errors += c_err
+            if progress is not None:
+                progress(len(chunk))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+    model_m = detection_metrics(samples, model_v)
+    report: dict[str, Any] = {
+        "model": model_m,
+        "latency": latency_metrics(timings),
+        "errors": errors,
+    }
+    if baselines:
+        report["baselines"] = {k: detection_metrics(samples, vs) for k, vs in base_v.items()}
+    if ablation:
+        report["ablation"] = {}
+        for name, vs in abl_v.items():
+            m = detection_metrics(samples, vs)
+            report["ablation"][name] = {
+                "fpr": m["fpr"],
+                "tpr": m["tpr"],
+                "delta_fpr_pp": _delta_pp(m["fpr"], model_m["fpr"]),
+                "delta_tpr_pp": _delta_pp(m["tpr"], model_m["tpr"]),
+            }
+    return report
+
+
+def _delta_pp(a: dict[str, Any], b: dict[str, Any]) -> float | None:
+    if a["rate"] is None or b["rate"] is None:
+        return None
+    return 100 * (a["rate"] - b["rate"])
+
+
+def render_comparison(report: dict[str, Any]) -> str:
+    """Markdown: the model beside the V3-style and chi-square baselines, same corpus."""
+    detectors = {"V4 model": report["model"], **report.get("baselines", {})}
+    lines = ["| detector | FPR (95% CI) | TPR (95% CI) | method accuracy |", "|---|---|---|---|"]
+    for name, m in detectors.items():
+        lines.append(f"| {name} | {fmt_rate(m['fpr'], 3)} | {fmt_rate(m['tpr'])} | {pct(m['method_accuracy']['rate'])} |")
+    lines += ["", f"**TPR per method, payloads >= {TARGET_MIN_PAYLOAD} B**", ""]
+    methods = sorted({k for m in detectors.values() for k in m["tpr_by_method_min64"]})
+    lines += ["| method | " + " | ".join(detectors) + " |", "|---|" + "---:|" * len(detectors)]
+    for method in methods:
+        cells = [pct(m["tpr_by_method_min64"].get(method, {}).get("rate")) for m in detectors.values()]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_ablation(report: dict[str, Any]) -> str:
+    """Markdown: FPR and TPR with each stream zeroed, and the change against the full model."""
+    base = report["model"]
+    lines = [
+        "| stream zeroed | FPR | TPR | ΔFPR (pp) | ΔTPR (pp) |",
+        "|---|---:|---:|---:|---:|",
+        f"| none (full model) | {pct(base['fpr']['rate'], 3)} | {pct(base['tpr']['rate'])} | 0 | 0 |",
+    ]
+    for name, a in report.get("ablation", {}).items():
+        d_fpr = "n/a" if a["delta_fpr_pp"] is None else f"{a['delta_fpr_pp']:+.3f}"
+        d_tpr = "n/a" if a["delta_tpr_pp"] is None else f"{a['delta_tpr_pp']:+.2f}"
+        lines.append(f"| {name} | {pct(a['fpr']['rate'], 3)} | {pct(a['tpr']['rate'])} | {d_fpr} | {d_tpr} |")
+    return "\n".join(lines) + "\n"
+
+
+def card_metrics(report: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures of a report, as stored in a model card's ``metrics``."""
+    m = report["model"]
+    out: dict[str, Any] = {
+        "files": report["meta"]["files"],
+        "clean": m["clean"],
+        "stego": m["stego"],
+        "unreadable": sum(m["errors"].values()),
+        "fpr": m["fpr"]["rate"],
+        "fpr_upper95": m["fpr"]["high"],
+        "false_positives": m["fpr"]["k"],
+        "tpr": m["tpr"]["rate"],
+        "method_accuracy": m["method_accuracy"]["rate"],
+        "tpr_min64": {k: v["rate"] for k, v in m["tpr_by_method_min64"].items()},
+    }
+    total = report.get("latency", {}).get("total_ms")
+    if total:
+        out["latency_ms"] = total
+    return out
+
+
+def update_card(scanner: Any, report: dict[str, Any], key: str) -> Path:
+    """Store :func:`card_metrics` under ``metrics[key]`` in the scanner model's card; returns its path.
+
+    The ONNX file is untouched, so its sha256 (checked against the card) still matches.
+    """
+    from v4runtime.model.card import card_path, read_card, write_card
+
+    path = card_path(scanner.model_path)
+    card = read_card(path)
+    card.metrics[key] = card_metrics(report)
+    return write_card(card, path)

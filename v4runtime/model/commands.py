@@ -1,0 +1,70 @@
+"""CLI commands of the model area: ``v4runtime train`` and ``v4runtime model-card``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from v4runtime.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train`` and ``model-card`` to the CLI."""
+    p = subparsers.add_parser("train", help="train the detector on a corpus and export it to ONNX",
+                              description="Train the 8-stream detector on a corpus built by `v4runtime dataset "
+                              "build`, export it to ONNX, check parity and write its model card.")
+    p.add_argument("--data", required=True, help="corpus directory (with manifest.jsonl)")
+    p.add_argument("--out", required=True, help="where to write the ONNX model (card goes beside it)")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--val-fraction", type=float, default=0.15)
+    p.add_argument("--workers", type=int, default=1, help="processes for stream extraction")
+    p.add_argument("--threads", type=int, default=1, help="PyTorch threads (fixed for reproducibility)")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--name", default=None, help="model name in the card (default: file name)")
+    p.add_argument("--report", default=None, help="also write the training summary as JSON here")
+    p.set_defaults(func=_train)
+
+    c = subparsers.add_parser("model-card", help="show a model's card, or render it as Markdown",
+                              description="Verify a model (sha256, signature) and print its card as JSON, "
+                              "or write the Markdown rendering the docs include.")
+    c.add_argument("--model", default=None, help="shipped model name or path (default v4-default)")
+    c.add_argument("--markdown", default=None, metavar="PATH", help="write the Markdown rendering to PATH")
+    c.add_argument("--docs", default=None, metavar="DIR",
+                   help="write card.md, architecture.md and training.md (the docs' generated fragments) to DIR")
+    c.set_defaults(func=_card)
+
+
+def _train(args: argparse.Namespace) -> int:
+    try:
+        from v4runtime.model.training import TrainConfig, run
+    except ModuleNotFoundError as exc:
+        if exc.name == "torch":
+            raise ConfigError("training needs PyTorch: pip install 'v4runtime[train]'") from None
+        raise
+    config = TrainConfig(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
+                         val_fraction=args.val_fraction, workers=args.workers, threads=args.threads, lr=args.lr)
+    argv = [a for a in sys.argv[1:]] if Path(sys.argv[0]).name.startswith("v4runtime") else None
+    run(args.data, args.out, config, name=args.name, report=args.report, argv=argv)
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    from v4runtime.model.card import render_markdown
+    from v4runtime.model.registry import resolve_model
+
+    resolved = resolve_model(args.model)
+    if args.docs:
+        from v4runtime.model.report import write_docs
+
+        for path in write_docs(resolved.path, resolved.card, args.docs):
+            print(f"wrote {path}")
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(render_markdown(resolved.card), encoding="utf-8")
+        print(f"wrote {args.markdown}")
+    if not (args.markdown or args.docs):
+        print(resolved.card.model_dump_json(indent=2))
+    return 0

@@ -1,0 +1,260 @@
+"""Training of the detector (PyTorch; needs the ``train`` extra).
+
+Multi-objective loss: class-balanced binary cross-entropy for "is stego" on every sample, plus
+cross-entropy of the capability-masked method logits on stego samples. Seeded and reproducible:
+``torch.manual_seed``, deterministic algorithms, a fixed thread count and a numpy generator
+drive initialisation, the split and the batch order. After each epoch the validation FPR and
+TPR are printed; at the end the decision threshold is calibrated on the validation clean images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from v4runtime.errors import ConfigError
+from v4runtime.model.architecture import V4Detector, parameter_count
+from v4runtime.model.data import StreamSet, load_corpus, split
+from v4runtime.model.progress import Progress
+from v4runtime.streams.spec import METHODS, STREAM_NAMES
+
+#: Threshold used during training and whenever validation gives no reason to move it.
+DEFAULT_THRESHOLD = 0.5
+#: Highest threshold calibration may choose (beyond it TPR would collapse first).
+MAX_THRESHOLD = 0.995
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run (all recorded in the model card)."""
+
+    epochs: int = 8
+    seed: int = 0
+    batch_size: int = 32
+    val_fraction: float = 0.15
+    workers: int = 1
+    threads: int = 1
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    method_weight: float = 0.5
+    clean_weight: float = 2.0  # extra weight on clean samples: false positives cost more than misses
+
+
+@dataclass
+class Scores:
+    """Validation figures at one threshold."""
+
+    threshold: float
+    fpr: float
+    tpr: float
+    tpr_by_method: dict[str, float]
+    method_accuracy: float
+    clean: int
+    stego: int
+
+
+@dataclass
+class TrainResult:
+    """A trained model, its calibrated threshold and the per-epoch history."""
+
+    model: V4Detector
+    threshold: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    final: Scores | None = None
+
+
+def seed_everything(seed: int, threads: int) -> None:
+    """Make a run reproducible: seeds, deterministic kernels, a fixed number of threads."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(max(1, threads))
+
+
+def _tensors(streams: StreamSet, index: np.ndarray) -> list[torch.Tensor]:
+    batch = streams.batch(index)
+    return [torch.from_numpy(batch[name]) for name in STREAM_NAMES]
+
+
+def fit_feature_stats(model: V4Detector, streams: StreamSet, index: np.ndarray) -> None:
+    """Standardise the vector streams with statistics of the training rows only."""
+    for name in ("format", "content"):
+        values = streams.arrays[name][index].astype(np.float64)
+        model.set_feature_stats(name, torch.tensor(values.mean(0), dtype=torch.float32),
+                                torch.tensor(values.std(0), dtype=torch.float32))
+
+
+@torch.no_grad()
+def predict(model: V4Detector, streams: StreamSet, index: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Stego probabilities (n,) and method probabilities (n, 5) of the rows in ``index``."""
+    model.eval()
+    probs, methods = [], []
+    for start in range(0, len(index), batch_size):
+        p, m, _ = model(*_tensors(streams, index[start:start + batch_size]))
+        probs.append(p.numpy())
+        methods.append(m.numpy())
+    if not probs:
+        return np.zeros(0, np.float32), np.zeros((0, len(METHODS)), np.float32)
+    return np.concatenate(probs), np.concatenate(methods)
+
+
+def score(probs: np.ndarray, method_probs: np.ndarray, labels: np.ndarray, methods: np.ndarray,
+          threshold: float) -> Scores:
+    """FPR, TPR (overall and per method) and method accuracy on detected stego, at ``threshold``."""
+    flagged = probs >= threshold
+    clean = labels < 0.5
+    stego = ~clean
+    by_method = {}
+    for i, name in enumerate(METHODS):
+        rows = methods == i
+        if rows.any():
+            by_method[name] = float(flagged[rows].mean())
+    detected = stego & flagged
+    accuracy = float((method_probs[detected].argmax(1) == methods[detected]).mean()) if detected.any() else 0.0
+    return Scores(threshold=threshold, fpr=float(flagged[clean].mean()) if clean.any() else 0.0,
+                  tpr=float(flagged[stego].mean()) if stego.any() else 0.0, tpr_by_method=by_method,
+                  method_accuracy=accuracy, clean=int(clean.sum()), stego=int(stego.sum()))
+
+
+def calibrate_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The default threshold, raised just above the highest-scoring validation clean image when
+    that one would be a false positive (capped at :data:`MAX_THRESHOLD`)."""
+    clean = probs[labels < 0.5]
+    if clean.size == 0 or clean.max() < DEFAULT_THRESHOLD:
+        return DEFAULT_THRESHOLD
+    return float(min(MAX_THRESHOLD, np.nextafter(np.float32(clean.max()), np.float32(1.0))))
+
+
+def _loss(model: V4Detector, inputs: list[torch.Tensor], labels: torch.Tensor, methods: torch.Tensor,
+          weights: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    _, _, _, stego_logit, method_logits = model(*inputs, with_logits=True)
+    bce = nn.functional.binary_cross_entropy_with_logits(stego_logit, labels, weight=weights, reduction="sum")
+    loss = bce / weights.sum()
+    # Method loss only where the true method is stego and allowed by the capability mask (a masked
+    # true class would have a logit of -1e4 and an enormous, meaningless loss).
+    rows = methods >= 0
+    if rows.any():
+        logits = method_logits[rows]
+        target = methods[rows]
+        allowed = logits.gather(1, target[:, None]).squeeze(1) > -1e3
+        if allowed.any():
+            loss = loss + config.method_weight * nn.functional.cross_entropy(logits[allowed], target[allowed])
+    return loss
+
+
+def train(streams: StreamSet, config: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
+    """Train a detector on ``streams`` with a seeded train/validation split."""
+    if config.epochs < 1 or config.batch_size < 1:
+        raise ConfigError("--epochs and --batch-size must be at least 1")
+    seed_everything(config.seed, config.threads)
+    train_idx, val_idx = split(streams, config.val_fraction, config.seed)
+    if not (streams.labels[train_idx] > 0.5).any() or not (streams.labels[train_idx] < 0.5).any():
+        raise ConfigError("the training split needs both clean and stego images")
+    model = V4Detector()
+    fit_feature_stats(model, streams, train_idx)
+    labels = streams.labels[train_idx]
+    # Class balancing: each class carries the same total weight, then clean images count extra.
+    n_pos, n_neg = float(labels.sum()), float(len(labels) - labels.sum())
+    class_weight = np.where(labels > 0.5, len(labels) / (2 * n_pos), config.clean_weight * len(labels) / (2 * n_neg))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = -(-len(train_idx) // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, epochs=config.epochs,
+                                                    steps_per_epoch=steps_per_epoch, pct_start=0.2)
+    rng = np.random.default_rng(config.seed)
+    result = TrainResult(model=model, threshold=DEFAULT_THRESHOLD)
+    log(f"train {len(train_idx)} images ({int(n_pos)} stego), validate {len(val_idx)}; "
+        f"{parameter_count(model):,} parameters")
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = rng.permutation(len(train_idx))
+        bar = Progress(steps_per_epoch, f"epoch {epoch}/{config.epochs}")
+        total = 0.0
+        for step in range(steps_per_epoch):
+            pick = order[step * config.batch_size:(step + 1) * config.batch_size]
+            rows = train_idx[pick]
+            loss = _loss(model, _tensors(streams, rows), torch.from_numpy(streams.labels[rows]),
+                         torch.from_numpy(streams.methods[rows]),
+                         torch.from_numpy(class_weight[pick].astype(np.float32)), config)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            scheduler.step()
+            total += float(loss.detach())
+            bar.advance(suffix=f"loss {total / (step + 1):.4f}")
+        bar.close()
+        entry: dict[str, Any] = {"epoch": epoch, "loss": round(total / steps_per_epoch, 6)}
+        if len(val_idx):
+            probs, mprobs = predict(model, streams, val_idx)
+            s = score(probs, mprobs, streams.labels[val_idx], streams.methods[val_idx], DEFAULT_THRESHOLD)
+            entry.update(val_fpr=s.fpr, val_tpr=s.tpr, val_method_accuracy=s.method_accuracy)
+            per = " ".join(f"{k}={v:.3f}" for k, v in s.tpr_by_method.items())
+            log(f"epoch {epoch}: loss {entry['loss']:.4f}  val FPR {s.fpr:.4f} ({s.clean} clean)  "
+                f"TPR {s.tpr:.4f} ({s.stego} stego)  method acc {s.method_accuracy:.4f}  [{per}]")
+        else:
+            log(f"epoch {epoch}: loss {entry['loss']:.4f}")
+        result.history.append(entry)
+    if len(val_idx):
+        probs, mprobs = predict(model, streams, val_idx)
+        result.threshold = calibrate_threshold(probs, streams.labels[val_idx])
+        result.final = score(probs, mprobs, streams.labels[val_idx], streams.methods[val_idx], result.threshold)
+        log(f"threshold {result.threshold:.4f}: val FPR {result.final.fpr:.4f}  TPR {result.final.tpr:.4f}")
+    return result
+
+
+def run(data_dir: str | Path, out: str | Path, config: TrainConfig, *, name: str | None = None,
+        report: str | Path | None = None, argv: list[str] | None = None,
+        log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The whole ``v4runtime train`` recipe: load (or extract) the corpus streams, train, export
+    to ONNX, check parity, write the model card next to the model and, optionally, a JSON report."""
+    from v4runtime.model.card import build_card, card_path, write_card
+    from v4runtime.model.export import export_onnx, parity
+
+    seed_everything(config.seed, config.threads)
+    t0 = time.perf_counter()
+    streams, manifest_sha = load_corpus(data_dir, workers=config.workers)
+    t1 = time.perf_counter()
+    log(f"corpus {data_dir}: {len(streams)} images, manifest sha256 {manifest_sha[:12]}… ({t1 - t0:.1f}s)")
+    result = train(streams, config, log=log)
+    t2 = time.perf_counter()
+    out = Path(out)
+    export_onnx(result.model, out)
+    diff = parity(result.model, out)
+    t3 = time.perf_counter()
+    log(f"exported {out} ({out.stat().st_size:,} bytes); parity max |diff| {diff:.2e}")
+    training: dict[str, Any] = {
+        "command": " ".join(["v4runtime", *(argv or [])]),
+        "config": asdict(config),
+        "corpus_images": len(streams),
+        "corpus_stego": int(streams.labels.sum()),
+        "seconds": {"streams": round(t1 - t0, 1), "train": round(t2 - t1, 1), "export": round(t3 - t2, 1),
+                    "total": round(t3 - t0, 1)},
+        "parity_max_abs_diff": diff,
+        "history": result.history,
+        "validation": asdict(result.final) if result.final else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+    card = build_card(out, name=name or out.name.removesuffix(".onnx"), threshold=result.threshold,
+                      manifest_sha256=manifest_sha, training=training)
+    write_card(card, card_path(out))
+    summary = {"model": str(out), "sha256": card.sha256, "parameters": card.parameters, "flops": card.flops,
+               "threshold": card.threshold, **training}
+    if report is not None:
+        Path(report).parent.mkdir(parents=True, exist_ok=True)
+        Path(report).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    log(f"card {card_path(out)}; {card.parameters:,} parameters, {card.flops / 1e6:.1f} MFLOPs/image; "
+        f"total {t3 - t0:.1f}s")
+    sys.stdout.flush()
+    return summary

@@ -1,0 +1,107 @@
+"""The one error envelope: ``{"error": {"code", "message", "details", "request_id"}}``.
+
+Every error the API returns goes through here: our own :class:`APIError`, Starlette's HTTP errors
+(404, 405), validation errors (422, naming the field), and the middleware's 413 and 500.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+# Union members of the log body are tagged; the tags are not part of the field path a caller sees.
+_HIDDEN_LOC = {"body", "single", "batch"}
+
+
+class APIError(HTTPException):
+    """An error answer with a stable machine-readable code."""
+
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        *,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status_code=status_code, detail=message, headers=headers)
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+def envelope(code: str, message: str, request_id: str, details: Any = None) -> dict[str, Any]:
+    """The error body."""
+    return {"error": {"code": code, "message": message, "details": details, "request_id": request_id}}
+
+
+def envelope_bytes(status: int, message: str, request_id: str) -> bytes:
+    """The error body as JSON bytes (for the ASGI middleware, which has no Response class)."""
+    return json.dumps(envelope(_CODES.get(status, "error"), message, request_id)).encode()
+
+
+def request_id_of(request: Request) -> str:
+    """The id the middleware gave this request."""
+    return str(request.scope.get("state", {}).get("request_id", "-"))
+
+
+def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    """``("body", "batch", "events", 0, "latency_ms")`` -> ``events[0].latency_ms``."""
+    parts: list[str] = []
+    for i, item in enumerate(loc):
+        if i == 0 and item in ("body", "query", "path", "header"):
+            continue
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in _HIDDEN_LOC and i <= 1:
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "body"
+
+
+async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Our errors and Starlette's (404, 405, ...)."""
+    assert isinstance(exc, StarletteHTTPException)
+    code = getattr(exc, "code", None) or _CODES.get(exc.status_code, "error")
+    message = getattr(exc, "message", None) or str(exc.detail)
+    details = getattr(exc, "details", None)
+    return JSONResponse(
+        envelope(code, message, request_id_of(request), details),
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming the offending field(s)."""
+    assert isinstance(exc, RequestValidationError)
+    details = [
+        {"field": field_path(err.get("loc", ())), "message": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+    first = details[0] if details else {"field": "body", "message": "invalid request"}
+    message = f"invalid field '{first['field']}': {first['message']}"
+    return JSONResponse(
+        envelope("validation_error", message, request_id_of(request), details), status_code=422
+    )

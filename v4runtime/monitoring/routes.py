@@ -1,0 +1,287 @@
+"""HTTP endpoints. Handlers are thin: validation is in the schemas, work is in the runtime's parts."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, Security
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Discriminator, Tag
+
+from v4runtime import __version__
+from v4runtime.monitoring import registry
+from v4runtime.monitoring.aggregates import build_stats
+from v4runtime.monitoring.api_errors import APIError
+from v4runtime.monitoring.ingest import Overloaded
+from v4runtime.monitoring.prom import CONTENT_TYPE
+from v4runtime.monitoring.runtime import Runtime
+from v4runtime.monitoring.schemas import (
+    DURATIONS,
+    Acknowledge,
+    Alert,
+    AlertList,
+    DependencyCheck,
+    ErrorEnvelope,
+    EventBatch,
+    Granularity,
+    Health,
+    InferenceEvent,
+    LogAccepted,
+    ModelVersion,
+    ModelVersions,
+    Probe,
+    RegisterModel,
+    Rollback,
+    Severity,
+    Stats,
+    Window,
+)
+from v4runtime.monitoring.store import AlertRecord
+
+MAX_POINTS = 1440
+_bearer = HTTPBearer(auto_error=False, description="A read token (GET) or a write token (POST, and GET).")
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {
+        401: "Missing or invalid bearer token", 403: "Token may not write", 404: "Not found",
+        409: "Conflict", 413: "Body too large", 422: "Invalid request (names the field)",
+        429: "Rate limited (see Retry-After)", 503: "Store unavailable or overloaded",
+    }
+    return {code: {"model": ErrorEnvelope, "description": text[code]} for code in codes}
+
+
+def runtime(request: Request) -> Runtime:
+    """The server's runtime."""
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
+def read_access(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None
+) -> str:
+    """Dependency: a read (or write) token, within the rate limit."""
+    return runtime(request).auth.authorize(request.headers.get("authorization"), "read", _client(request))
+
+
+def write_access(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None
+) -> str:
+    """Dependency: a write token, within the rate limit."""
+    return runtime(request).auth.authorize(request.headers.get("authorization"), "write", _client(request))
+
+
+def _shape(value: Any) -> str:
+    return "batch" if isinstance(value, dict) and "events" in value else "single"
+
+
+LogBody = Annotated[
+    Annotated[InferenceEvent, Tag("single")] | Annotated[EventBatch, Tag("batch")], Discriminator(_shape)
+]
+
+probes = APIRouter(tags=["probes"])
+api = APIRouter(responses=_errors(401, 422, 429))
+
+
+# Probes -------------------------------------------------------------------------------------
+@probes.get("/health", response_model=Health, responses={503: {"model": Health, "description": "Degraded"}})
+async def health(request: Request, response: Response) -> Health:
+    """Service health: version, uptime, request counters and dependency checks (200, or 503 when degraded)."""
+    rt = runtime(request)
+    try:
+        ping_ms = await run_in_threadpool(rt.store.ping)
+        store = DependencyCheck(ok=True, detail=rt.store.backend, latency_ms=round(ping_ms, 3))
+    except Exception as exc:  # noqa: BLE001 - a failed check is a result, not an error
+        store = DependencyCheck(ok=False, detail=f"{rt.store.backend}: {exc}")
+    writer_ok = rt.writer.alive and rt.writer.last_error is None
+    writer = DependencyCheck(ok=writer_ok, detail=rt.writer.last_error or ("running" if rt.writer.alive else "stopped"))
+    deps = {"store": store, "writer": writer}
+    ok = all(d.ok for d in deps.values())
+    if not ok:
+        response.status_code = 503
+    return Health(
+        status="ok" if ok else "degraded",
+        version=__version__,
+        uptime_s=round(asyncio.get_running_loop().time() - request.app.state.loop_started, 3),
+        requests=dict(rt.metrics.status_classes),
+        events_ingested=rt.writer.committed_events,
+        queue_depth=rt.writer.depth,
+        dependencies=deps,
+    )
+
+
+@probes.get("/health/live", response_model=Probe)
+async def live() -> Probe:
+    """Liveness: the process answers."""
+    return Probe(status="alive")
+
+
+@probes.get("/health/ready", response_model=Probe, responses={503: {"model": Probe, "description": "Not ready"}})
+async def ready(request: Request, response: Response) -> Probe:
+    """Readiness: the store answers and the writer runs (503 otherwise)."""
+    rt = runtime(request)
+    try:
+        await run_in_threadpool(rt.store.ping)
+    except Exception as exc:  # noqa: BLE001
+        response.status_code = 503
+        return Probe(status="not_ready", detail=f"store: {exc}")
+    if not rt.writer.alive:
+        response.status_code = 503
+        return Probe(status="not_ready", detail="batch writer stopped")
+    return Probe(status="ready")
+
+
+# Metrics ------------------------------------------------------------------------------------
+@api.post(
+    "/metrics/log",
+    status_code=202,
+    response_model=LogAccepted,
+    tags=["metrics"],
+    responses=_errors(403, 413, 503),
+)
+async def log_events(request: Request, body: Annotated[LogBody, Body()], _: Annotated[str, Depends(write_access)]) -> LogAccepted:
+    """Store one inference event or a batch (``{"events": [...]}``); 202 once committed (durable)."""
+    now = datetime.now(UTC)
+    raw = body.events if isinstance(body, EventBatch) else [body]
+    events = [e.normalised(now) for e in raw]
+    limit = now + timedelta(hours=1)
+    for i, event in enumerate(events):
+        assert event.timestamp is not None
+        if event.timestamp > limit:
+            field = f"events[{i}].timestamp" if isinstance(body, EventBatch) else "timestamp"
+            raise APIError(
+                422, "validation_error", f"invalid field '{field}': more than 1 hour in the future",
+                details=[{"field": field, "message": "more than 1 hour in the future", "type": "value_error"}],
+            )
+    rt = runtime(request)
+    try:
+        future = rt.writer.submit(events)
+    except Overloaded as exc:
+        raise APIError(503, "overloaded", "ingest queue is full, retry later", headers={"Retry-After": "1"}) from exc
+    try:
+        inserted = await asyncio.wrap_future(future)
+    except Exception as exc:
+        raise APIError(503, "store_unavailable", f"events not stored: {exc}", headers={"Retry-After": "1"}) from exc
+    ids = [e.request_id or "" for e in events]
+    accepted = len({i for i in ids if i in inserted})
+    return LogAccepted(accepted=accepted, duplicates=len(ids) - accepted, ids=ids)
+
+
+@api.get("/metrics/stats", response_model=Stats, tags=["metrics"])
+async def stats(
+    request: Request,
+    _: Annotated[str, Depends(read_access)],
+    window: Annotated[Window, Query(description="Window ending now.")] = "1h",
+    granularity: Annotated[Granularity, Query(description="Bucket size of the time series.")] = "1m",
+    model_version: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9._:\-]{1,64}$")] = None,
+) -> Stats:
+    """Totals, error rate, latency percentiles, throughput, stego rate, FPR/TPR and a time series."""
+    window_s, step = DURATIONS[window], DURATIONS[granularity]
+    if window_s // step > MAX_POINTS:
+        raise APIError(
+            422, "validation_error",
+            f"invalid field 'granularity': {window} at {granularity} gives more than {MAX_POINTS} points",
+            details=[{"field": "granularity", "message": f"at most {MAX_POINTS} points", "type": "value_error"}],
+        )
+    now = datetime.now(UTC).timestamp()
+    end = int(now // 60) * 60 + 60
+    start = end - window_s
+    rows = await run_in_threadpool(runtime(request).store.read_minutes, start, end, model_version)
+    return build_stats(
+        rows, start=start, end=end, window=window, granularity_s=step, granularity=granularity,
+        model_version=model_version,
+    )
+
+
+@probes.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"},
+               **_errors(401, 429)},
+    tags=["metrics"],
+)
+async def prometheus(request: Request, _: Annotated[str, Depends(read_access)]) -> Response:
+    """Prometheus exposition: request counters, latency histograms by model_version, ingest figures."""
+    return Response(runtime(request).metrics.exposition(), media_type=CONTENT_TYPE)
+
+
+# Alerts -------------------------------------------------------------------------------------
+def _dt(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def _alert(record: AlertRecord) -> Alert:
+    return Alert(
+        id=record.id, rule=record.rule, fingerprint=record.fingerprint, status=record.status,  # type: ignore[arg-type]
+        severity=record.severity, value=record.value, threshold=record.threshold,  # type: ignore[arg-type]
+        labels=record.labels, annotations=record.annotations, starts_at=_dt(record.starts_at),  # type: ignore[arg-type]
+        ends_at=_dt(record.ends_at), updated_at=_dt(record.updated_at),  # type: ignore[arg-type]
+        acknowledged_by=record.acknowledged_by, acknowledged_at=_dt(record.acknowledged_at),
+        suppress_until=_dt(record.suppress_until),
+    )
+
+
+@api.get("/alerts/recent", response_model=AlertList, tags=["alerts"])
+async def recent_alerts(
+    request: Request,
+    _: Annotated[str, Depends(read_access)],
+    severity: Severity | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    active_only: bool = False,
+) -> AlertList:
+    """Newest alerts first (pending, firing and resolved; only active ones with ``active_only``)."""
+    records = await run_in_threadpool(
+        runtime(request).store.recent_alerts, limit=limit, severity=severity, active_only=active_only
+    )
+    return AlertList(alerts=[_alert(r) for r in records])
+
+
+@api.post("/alerts/{alert_id}/acknowledge", response_model=Alert, tags=["alerts"], responses=_errors(403, 404))
+async def acknowledge(
+    request: Request,
+    _: Annotated[str, Depends(write_access)],
+    alert_id: Annotated[int, Path(ge=1, le=2**62)],
+    body: Annotated[Acknowledge | None, Body()] = None,
+) -> Alert:
+    """Acknowledge an alert; with ``suppress_until`` no notification is sent for it before then."""
+    body = body or Acknowledge()
+    store = runtime(request).store
+    record = await run_in_threadpool(store.get_alert, alert_id)
+    if record is None:
+        raise APIError(404, "not_found", f"no alert {alert_id}")
+    record.acknowledged_by = body.by
+    record.acknowledged_at = datetime.now(UTC).timestamp()
+    if body.suppress_until is not None:
+        until = body.suppress_until if body.suppress_until.tzinfo else body.suppress_until.replace(tzinfo=UTC)
+        record.suppress_until = until.timestamp()
+    await run_in_threadpool(store.update_alert, record)
+    return _alert(record)
+
+
+# Models -------------------------------------------------------------------------------------
+@api.get("/models/versions", response_model=ModelVersions, tags=["models"])
+async def model_versions(request: Request, _: Annotated[str, Depends(read_access)]) -> ModelVersions:
+    """Current, canary and previous model versions (sha256, size, FPR/TPR from the card, deployed_at)."""
+    return await run_in_threadpool(registry.list_versions, runtime(request).store)
+
+
+@api.post("/models/versions", status_code=201, response_model=ModelVersion, tags=["models"], responses=_errors(403))
+async def register_model(
+    request: Request, body: RegisterModel, _: Annotated[str, Depends(write_access)]
+) -> ModelVersion:
+    """Register a version as current (the old current becomes previous), canary, or retired."""
+    return await run_in_threadpool(registry.register, runtime(request).store, body)
+
+
+@api.post("/models/rollback", response_model=ModelVersions, tags=["models"], responses=_errors(403, 404, 409))
+async def rollback(
+    request: Request, _: Annotated[str, Depends(write_access)], body: Annotated[Rollback | None, Body()] = None
+) -> ModelVersions:
+    """Make the previous version (or ``to_version``) current again."""
+    return await run_in_threadpool(registry.rollback, runtime(request).store, body or Rollback())

@@ -1,0 +1,249 @@
+"""Request and response models of the monitoring API (pydantic v2).
+
+These models are the single source of the OpenAPI document and are shared with
+:mod:`v4runtime.client`, which returns them as typed results. This module imports only pydantic.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Prediction = Literal["clean", "stego"]
+Window = Literal["5m", "15m", "1h", "6h", "24h", "7d"]
+Granularity = Literal["1m", "5m", "1h"]
+Severity = Literal["info", "warning", "critical"]
+AlertStatus = Literal["pending", "firing", "resolved"]
+
+#: Window and granularity names in seconds.
+DURATIONS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800}
+
+_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InferenceEvent(_Strict):
+    """One inference as reported by a scanner: what was scanned, what the model said, how long it took."""
+
+    request_id: str | None = Field(
+        default=None,
+        pattern=_ID_PATTERN,
+        description="Caller's id of the inference; the idempotency key (a retried event is stored once). "
+        "Generated when absent.",
+    )
+    timestamp: datetime | None = Field(default=None, description="When the inference ran (UTC); defaults to now.")
+    model_version: str = Field(min_length=1, max_length=64, pattern=_ID_PATTERN)
+    latency_ms: float = Field(ge=0, le=3_600_000, description="End-to-end inference latency in milliseconds.")
+    probability: float | None = Field(default=None, ge=0, le=1, description="Stego probability; null on error.")
+    prediction: Prediction | None = Field(default=None, description="Decision at the threshold; null on error.")
+    method: str | None = Field(default=None, max_length=32, description="Most likely embedding method, if any.")
+    image_format: str | None = Field(default=None, max_length=16, description="Container format, e.g. png.")
+    image_bytes: int | None = Field(default=None, ge=0, le=1 << 40)
+    width: int | None = Field(default=None, ge=0, le=1 << 20)
+    height: int | None = Field(default=None, ge=0, le=1 << 20)
+    label: Prediction | None = Field(default=None, description="Ground truth, when known (labelled traffic).")
+    error: str | None = Field(default=None, max_length=64, description="Error reason when the scan failed.")
+    pod: str | None = Field(default=None, max_length=128)
+    node: str | None = Field(default=None, max_length=128)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    def normalised(self, now: datetime) -> InferenceEvent:
+        """Fill the id and timestamp the caller left out."""
+        if self.request_id is not None and self.timestamp is not None:
+            return self
+        return self.model_copy(
+            update={
+                "request_id": self.request_id or uuid.uuid4().hex,
+                "timestamp": self.timestamp or now,
+            }
+        )
+
+
+class EventBatch(_Strict):
+    """Several events in one request (at most 10,000)."""
+
+    events: list[InferenceEvent] = Field(min_length=1, max_length=10_000)
+
+
+class LogAccepted(_Strict):
+    """Answer to ``POST /metrics/log``: the events are committed to the store."""
+
+    accepted: int = Field(description="Events newly stored.")
+    duplicates: int = Field(description="Events whose request_id was already stored (not counted twice).")
+    ids: list[str] = Field(description="request_id of every event of the request, in order.")
+
+
+class LatencySummary(_Strict):
+    """Latency figures in milliseconds (percentiles estimated from log-spaced buckets, within 12%)."""
+
+    mean: float | None
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class StatsPoint(_Strict):
+    """One bucket of the time series."""
+
+    start: datetime
+    events: int
+    errors: int
+    latency_p95_ms: float | None
+    stego_rate: float | None
+    mean_probability: float | None
+
+
+class Stats(_Strict):
+    """Aggregated statistics over a window, read from per-minute aggregates."""
+
+    window: str
+    granularity: str
+    model_version: str | None
+    start: datetime
+    end: datetime
+    events: int
+    errors: int
+    error_rate: float | None
+    throughput_per_s: float
+    latency_ms: LatencySummary
+    stego_rate: float | None = Field(description="Share of successful scans predicted stego.")
+    mean_probability: float | None
+    labelled: int = Field(description="Events carrying a ground-truth label.")
+    fpr: float | None = Field(description="False-positive rate on labelled clean traffic; null without labels.")
+    tpr: float | None = Field(description="True-positive rate on labelled stego traffic; null without labels.")
+    series: list[StatsPoint]
+
+
+class DependencyCheck(_Strict):
+    """State of one dependency of the server."""
+
+    ok: bool
+    detail: str
+    latency_ms: float | None = None
+
+
+class Health(_Strict):
+    """Answer to ``GET /health``."""
+
+    status: Literal["ok", "degraded"]
+    version: str
+    uptime_s: float
+    requests: dict[str, int] = Field(description="Requests served so far, by status class (2xx, 4xx, 5xx).")
+    events_ingested: int
+    queue_depth: int
+    dependencies: dict[str, DependencyCheck]
+
+
+class Probe(_Strict):
+    """Answer to the liveness and readiness probes."""
+
+    status: Literal["alive", "ready", "not_ready"]
+    detail: str | None = None
+
+
+class Alert(_Strict):
+    """One alert episode of a rule (pending, firing or resolved)."""
+
+    id: int
+    rule: str
+    fingerprint: str
+    status: AlertStatus
+    severity: Severity
+    value: float | None
+    threshold: float
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime | None
+    updated_at: datetime
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    suppress_until: datetime | None = None
+
+
+class AlertList(_Strict):
+    """Answer to ``GET /alerts/recent``."""
+
+    alerts: list[Alert]
+
+
+class Acknowledge(_Strict):
+    """Body of ``POST /alerts/{id}/acknowledge``."""
+
+    by: str = Field(default="operator", min_length=1, max_length=64)
+    comment: str | None = Field(default=None, max_length=500)
+    suppress_until: datetime | None = Field(
+        default=None, description="No notifications are sent for this alert before this time."
+    )
+
+
+class ModelVersion(_Strict):
+    """One registered model version."""
+
+    version: str
+    role: Literal["current", "canary", "previous", "retired"]
+    sha256: str
+    size_bytes: int
+    fpr: float | None = Field(description="From the model card, when it carries one.")
+    tpr: float | None = Field(description="From the model card, when it carries one.")
+    registered_at: datetime
+    deployed_at: datetime | None
+
+
+class ModelVersions(_Strict):
+    """Answer to ``GET /models/versions``."""
+
+    current: ModelVersion | None
+    canary: ModelVersion | None
+    previous: ModelVersion | None
+    versions: list[ModelVersion]
+
+
+class RegisterModel(_Strict):
+    """Body of ``POST /models/versions``.
+
+    Give ``path`` (a model file on the server: sha256, size and card metrics are read from it) or
+    ``sha256`` and ``size_bytes``.
+    """
+
+    version: str = Field(min_length=1, max_length=64, pattern=_ID_PATTERN)
+    role: Literal["current", "canary", "retired"] = "canary"
+    path: str | None = Field(default=None, max_length=4096)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int | None = Field(default=None, ge=0)
+    fpr: float | None = Field(default=None, ge=0, le=1)
+    tpr: float | None = Field(default=None, ge=0, le=1)
+
+
+class Rollback(_Strict):
+    """Body of ``POST /models/rollback``: back to ``to_version``, or to the previous version."""
+
+    to_version: str | None = Field(default=None, max_length=64, pattern=_ID_PATTERN)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class ErrorBody(_Strict):
+    """The error object."""
+
+    code: str = Field(description="Machine-readable code, e.g. validation_error, not_found, rate_limited.")
+    message: str
+    details: list[dict[str, Any]] | dict[str, Any] | None = None
+    request_id: str
+
+
+class ErrorEnvelope(_Strict):
+    """Every error answer has this shape."""
+
+    error: ErrorBody

@@ -1,0 +1,31 @@
+"""Storage backends of the monitoring API: SQLite (WAL, default) and PostgreSQL (psycopg 3)."""
+
+from __future__ import annotations
+
+from v4runtime.errors import StoreError
+from v4runtime.monitoring.store.base import AlertRecord, ModelRecord, Store
+
+__all__ = ["AlertRecord", "ModelRecord", "Store", "open_store"]
+
+
+def open_store(url: str) -> Store:
+    """Open (and create the tables of) the store named by ``url``.
+
+    ``sqlite:///path.db`` (relative), ``sqlite:////abs/path.db``, ``sqlite:///:memory:`` is refused
+    (the writer and the readers need a shared file), ``postgresql://user@host:port/db``.
+
+    Raises:
+        StoreError: unknown scheme, or the database cannot be opened.
+    """
+    if url.startswith("sqlite:///"):
+        from v4runtime.monitoring.store.sqlite import SQLiteStore
+
+        path = url[len("sqlite:///") :]
+        if not path or path == ":memory:":
+            raise StoreError("sqlite URL needs a file path, e.g. sqlite:///v4-monitor.db")
+        return SQLiteStore(path)
+    if url.startswith(("postgresql://", "postgres://")):
+        from v4runtime.monitoring.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise StoreError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql://...")

@@ -1,0 +1,391 @@
+"""The store interface shared by both backends, with the SQL they have in common.
+
+Write path: :meth:`Store.write_events` stores a batch of events *and* adds them to the per-minute
+aggregates in one transaction, so a committed batch is durable and counted exactly once (the event's
+``request_id`` is the idempotency key). SQL is written with ``?`` placeholders; the PostgreSQL backend
+rewrites them to ``%s``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from v4runtime.monitoring.aggregates import HIST_COLUMNS, SUM_COLUMNS, MinuteAgg, deltas
+from v4runtime.monitoring.schemas import InferenceEvent
+
+EVENT_COLUMNS: tuple[str, ...] = (
+    "request_id", "ts", "model_version", "latency_ms", "probability", "prediction", "method",
+    "image_format", "image_bytes", "width", "height", "label", "error", "pod", "node", "received",
+)
+AGG_VALUE_COLUMNS: tuple[str, ...] = (*SUM_COLUMNS, "lat_max", *HIST_COLUMNS)
+ALERT_COLUMNS: tuple[str, ...] = (
+    "id", "fingerprint", "rule", "status", "severity", "value", "threshold", "labels", "annotations",
+    "starts_at", "ends_at", "updated_at", "acknowledged_by", "acknowledged_at", "suppress_until", "notified",
+)
+MODEL_COLUMNS: tuple[str, ...] = (
+    "version", "role", "sha256", "size_bytes", "fpr", "tpr", "registered_at", "deployed_at",
+)
+
+
+@dataclass
+class AlertRecord:
+    """A stored alert episode (times in epoch seconds, labels/annotations as dicts)."""
+
+    id: int
+    fingerprint: str
+    rule: str
+    status: str
+    severity: str
+    value: float | None
+    threshold: float
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: float
+    ends_at: float | None
+    updated_at: float
+    acknowledged_by: str | None = None
+    acknowledged_at: float | None = None
+    suppress_until: float | None = None
+    notified: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> AlertRecord:
+        """Build from a row in ALERT_COLUMNS order."""
+        values = dict(zip(ALERT_COLUMNS, row, strict=True))
+        values["labels"] = json.loads(values["labels"])
+        values["annotations"] = json.loads(values["annotations"])
+        return cls(**values)
+
+
+@dataclass
+class WriteResult:
+    """Outcome of one group commit."""
+
+    inserted: set[str]
+    groups: dict[tuple[int, str], MinuteAgg]
+
+
+@dataclass
+class ModelRecord:
+    """A registered model version (times in epoch seconds)."""
+
+    version: str
+    role: str
+    sha256: str
+    size_bytes: int
+    fpr: float | None
+    tpr: float | None
+    registered_at: float
+    deployed_at: float | None
+
+
+def event_row(event: InferenceEvent, received: float) -> tuple[Any, ...]:
+    """An event as a row in EVENT_COLUMNS order."""
+    assert event.timestamp is not None
+    return (
+        event.request_id, event.timestamp.timestamp(), event.model_version, event.latency_ms,
+        event.probability, event.prediction, event.method, event.image_format, event.image_bytes,
+        event.width, event.height, event.label, event.error, event.pod, event.node, received,
+    )
+
+
+class ConnectionPool:
+    """A small fixed pool of DB-API connections handed out one thread at a time."""
+
+    def __init__(self, factory: Callable[[], Any], size: int) -> None:
+        self._factory = factory
+        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._all: list[Any] = []
+        self._size = size
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """Borrow a connection; a new one is opened while the pool is below its size."""
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                grow = len(self._all) < self._size
+                if grow:
+                    conn = self._factory()
+                    self._all.append(conn)
+            if not grow:
+                conn = self._idle.get(timeout=30)
+        try:
+            yield conn
+        finally:
+            self._idle.put(conn)
+
+    def close(self) -> None:
+        """Close every connection."""
+        with self._lock:
+            for conn in self._all:
+                with contextlib.suppress(Exception):  # closing is best effort
+                    conn.close()
+            self._all.clear()
+
+
+class Store(ABC):
+    """Persistence for events, minute aggregates, alerts and model versions."""
+
+    backend: str = "?"
+    #: Placeholder style of the backend's driver.
+    placeholder: str = "?"
+
+    def __init__(self) -> None:
+        self._pool: ConnectionPool
+
+    # Backend specifics ----------------------------------------------------------------------
+    @abstractmethod
+    def _insert_new_events(self, cur: Any, rows: list[tuple[Any, ...]]) -> set[str]:
+        """Insert rows, skipping request_ids already stored; return the ids actually inserted."""
+
+    @abstractmethod
+    def _begin(self, conn: Any) -> None:
+        """Start a write transaction."""
+
+    @abstractmethod
+    def _greatest(self) -> str:
+        """Name of the two-argument maximum function."""
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    # Writes ---------------------------------------------------------------------------------
+    def write_events(self, events: Sequence[InferenceEvent], received: float | None = None) -> WriteResult:
+        """Store a batch of events and their aggregates in one transaction (a group commit).
+
+        Returns:
+            The request_ids newly stored (the others were already there) and what they added per minute.
+        """
+        received = time.time() if received is None else received
+        unique: dict[str, InferenceEvent] = {}
+        for event in events:
+            assert event.request_id is not None
+            unique.setdefault(event.request_id, event)
+        rows = [event_row(e, received) for e in unique.values()]
+        with self._pool.connection() as conn:
+            try:
+                self._begin(conn)
+                cur = conn.cursor()
+                inserted = self._insert_new_events(cur, rows)
+                fresh = [e for rid, e in unique.items() if rid in inserted]
+                groups = deltas(fresh)
+                self._upsert_aggregates(cur, groups)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+        return WriteResult(inserted, groups)
+
+    def _upsert_aggregates(self, cur: Any, groups: dict[tuple[int, str], MinuteAgg]) -> None:
+        if not groups:
+            return
+        cols = ("minute", "model_version", *AGG_VALUE_COLUMNS)
+        sets = ", ".join(
+            f"{c} = agg_minute.{c} + excluded.{c}" for c in (*SUM_COLUMNS, *HIST_COLUMNS)
+        ) + f", lat_max = {self._greatest()}(agg_minute.lat_max, excluded.lat_max)"
+        sql = (
+            f"INSERT INTO agg_minute ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+            f"ON CONFLICT (minute, model_version) DO UPDATE SET {sets}"
+        )
+        cur.executemany(self._sql(sql), [(m, v, *agg.row()) for (m, v), agg in groups.items()])
+
+    # Reads ----------------------------------------------------------------------------------
+    def read_minutes(self, start: int, end: int, model_version: str | None = None) -> list[tuple[int, MinuteAgg]]:
+        """Minute rows with ``start <= minute < end``, summed over model versions unless one is given."""
+        sums = ", ".join(f"SUM({c})" for c in (*SUM_COLUMNS,)) + ", MAX(lat_max), " + ", ".join(
+            f"SUM({c})" for c in HIST_COLUMNS
+        )
+        where = "minute >= ? AND minute < ?"
+        params: list[Any] = [start, end]
+        if model_version is not None:
+            where += " AND model_version = ?"
+            params.append(model_version)
+        sql = f"SELECT minute, {sums} FROM agg_minute WHERE {where} GROUP BY minute ORDER BY minute"
+        with self._pool.connection() as conn:
+            cur = conn.cursor()
+            cur.execute(self._sql(sql), params)
+            rows = cur.fetchall()
+            conn.commit()
+        return [(int(r[0]), MinuteAgg.from_row(r[1:])) for r in rows]
+
+    def count_events(self) -> int:
+        """Number of raw events stored."""
+        return int(self._scalar("SELECT COUNT(*) FROM events") or 0)
+
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are stored."""
+        found: set[str] = set()
+        with self._pool.connection() as conn:
+            cur = conn.cursor()
+            for i in range(0, len(ids), 500):
+                chunk = list(ids[i : i + 500])
+                cur.execute(
+                    self._sql(f"SELECT request_id FROM events WHERE request_id IN ({', '.join('?' * len(chunk))})"),
+                    chunk,
+                )
+                found.update(r[0] for r in cur.fetchall())
+            conn.commit()
+        return found
+
+    def ping(self) -> float:
+        """Round-trip a trivial query; returns its latency in ms."""
+        t0 = time.perf_counter()
+        self._scalar("SELECT 1")
+        return (time.perf_counter() - t0) * 1000
+
+    def prune(self, events_before: float, aggregates_before: float) -> tuple[int, int]:
+        """Delete events and minute rows older than the given epoch times; returns the counts deleted."""
+        with self._pool.connection() as conn:
+            try:
+                self._begin(conn)
+                cur = conn.cursor()
+                cur.execute(self._sql("DELETE FROM events WHERE ts < ?"), (events_before,))
+                n_events = cur.rowcount
+                cur.execute(self._sql("DELETE FROM agg_minute WHERE minute < ?"), (int(aggregates_before),))
+                n_aggs = cur.rowcount
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+        return n_events, n_aggs
+
+    # Alerts ---------------------------------------------------------------------------------
+    def insert_alert(self, alert: AlertRecord) -> int:
+        """Store a new alert episode; returns its id."""
+        cols = ALERT_COLUMNS[1:]
+        values = [getattr(alert, c) for c in cols]
+        values[cols.index("labels")] = json.dumps(alert.labels, sort_keys=True)
+        values[cols.index("annotations")] = json.dumps(alert.annotations, sort_keys=True)
+        sql = f"INSERT INTO alerts ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) RETURNING id"
+        with self._pool.connection() as conn:
+            cur = conn.cursor()
+            cur.execute(self._sql(sql), values)
+            new_id = int(cur.fetchone()[0])
+            conn.commit()
+        return new_id
+
+    def update_alert(self, alert: AlertRecord) -> None:
+        """Write back the mutable fields of an alert."""
+        sql = (
+            "UPDATE alerts SET status = ?, value = ?, ends_at = ?, updated_at = ?, acknowledged_by = ?, "
+            "acknowledged_at = ?, suppress_until = ?, notified = ? WHERE id = ?"
+        )
+        params = (
+            alert.status, alert.value, alert.ends_at, alert.updated_at, alert.acknowledged_by,
+            alert.acknowledged_at, alert.suppress_until, alert.notified, alert.id,
+        )
+        self._execute(sql, params)
+
+    def get_alert(self, alert_id: int) -> AlertRecord | None:
+        """One alert by id."""
+        rows = self._query(f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE id = ?", (alert_id,))
+        return AlertRecord.from_row(rows[0]) if rows else None
+
+    def active_alerts(self) -> list[AlertRecord]:
+        """Alerts pending or firing (at most one per fingerprint)."""
+        rows = self._query(
+            f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE status IN ('pending', 'firing') ORDER BY id", ()
+        )
+        return [AlertRecord.from_row(r) for r in rows]
+
+    def recent_alerts(self, *, limit: int, severity: str | None, active_only: bool) -> list[AlertRecord]:
+        """Newest alerts first."""
+        where, params = [], []
+        if severity is not None:
+            where.append("severity = ?")
+            params.append(severity)
+        if active_only:
+            where.append("status IN ('pending', 'firing')")
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._query(
+            f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts {clause} ORDER BY updated_at DESC, id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [AlertRecord.from_row(r) for r in rows]
+
+    # Models ---------------------------------------------------------------------------------
+    def list_models(self) -> list[ModelRecord]:
+        """Every registered version, newest first."""
+        rows = self._query(f"SELECT {', '.join(MODEL_COLUMNS)} FROM models ORDER BY registered_at DESC", ())
+        return [ModelRecord(*r) for r in rows]
+
+    def save_models(self, records: Sequence[ModelRecord]) -> None:
+        """Insert or replace model records in one transaction (role changes move together)."""
+        sql = (
+            f"INSERT INTO models ({', '.join(MODEL_COLUMNS)}) VALUES ({', '.join('?' * len(MODEL_COLUMNS))}) "
+            "ON CONFLICT (version) DO UPDATE SET role = excluded.role, sha256 = excluded.sha256, "
+            "size_bytes = excluded.size_bytes, fpr = excluded.fpr, tpr = excluded.tpr, "
+            "deployed_at = excluded.deployed_at"
+        )
+        with self._pool.connection() as conn:
+            try:
+                self._begin(conn)
+                cur = conn.cursor()
+                cur.executemany(self._sql(sql), [tuple(getattr(r, c) for c in MODEL_COLUMNS) for r in records])
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+
+    # Helpers --------------------------------------------------------------------------------
+    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = self._query(sql, params)
+        return rows[0][0] if rows else None
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        with self._pool.connection() as conn:
+            cur = conn.cursor()
+            cur.execute(self._sql(sql), params)
+            rows = cur.fetchall()
+            conn.commit()
+        return rows
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> None:
+        with self._pool.connection() as conn:
+            cur = conn.cursor()
+            cur.execute(self._sql(sql), params)
+            conn.commit()
+
+    def close(self) -> None:
+        """Close every connection."""
+        self._pool.close()
+
+
+def ddl(real: str, integer: str, autoid: str) -> list[str]:
+    """CREATE statements, with the backend's type names."""
+    agg_cols = ", ".join(
+        f"{c} {real if c in ('prob_sum', 'lat_sum', 'lat_max') else integer} NOT NULL DEFAULT 0"
+        for c in AGG_VALUE_COLUMNS
+    )
+    return [
+        f"""CREATE TABLE IF NOT EXISTS events (
+            request_id TEXT PRIMARY KEY, ts {real} NOT NULL, model_version TEXT NOT NULL,
+            latency_ms {real} NOT NULL, probability {real}, prediction TEXT, method TEXT, image_format TEXT,
+            image_bytes {integer}, width {integer}, height {integer}, label TEXT, error TEXT, pod TEXT,
+            node TEXT, received {real} NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS events_ts ON events (ts)",
+        f"""CREATE TABLE IF NOT EXISTS agg_minute (
+            minute {integer} NOT NULL, model_version TEXT NOT NULL, {agg_cols},
+            PRIMARY KEY (minute, model_version))""",
+        f"""CREATE TABLE IF NOT EXISTS alerts (
+            id {autoid}, fingerprint TEXT NOT NULL, rule TEXT NOT NULL, status TEXT NOT NULL,
+            severity TEXT NOT NULL, value {real}, threshold {real} NOT NULL, labels TEXT NOT NULL,
+            annotations TEXT NOT NULL, starts_at {real} NOT NULL, ends_at {real}, updated_at {real} NOT NULL,
+            acknowledged_by TEXT, acknowledged_at {real}, suppress_until {real}, notified TEXT)""",
+        "CREATE INDEX IF NOT EXISTS alerts_updated ON alerts (updated_at)",
+        f"""CREATE TABLE IF NOT EXISTS models (
+            version TEXT PRIMARY KEY, role TEXT NOT NULL, sha256 TEXT NOT NULL, size_bytes {integer} NOT NULL,
+            fpr {real}, tpr {real}, registered_at {real} NOT NULL, deployed_at {real})""",
+    ]

@@ -1,0 +1,312 @@
+"""Static INT8 quantisation of the detector: pre-process, calibrate, quantise (QDQ), record, write.
+
+The steps follow onnxruntime's guidance for CNNs on CPU: ``quant_pre_process`` (shape inference and
+graph optimisation such as Conv+BN fusion) first, then ``quantize_static`` in QDQ format with signed
+8-bit activations and weights (S8S8) and per-channel weights. ``reduce_range`` (7-bit weights) avoids
+16-bit accumulator saturation on x86 CPUs without VNNI; by default it follows this host.
+
+The output is written atomically: everything happens in a temporary folder beside the output, the
+result is loaded once by onnxruntime to prove it runs, and only then renamed into place. A failure at
+any step leaves no output file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from v4runtime.errors import QuantizationError, V4Error
+from v4runtime.quantization.feeds import FeedReader, check_model_inputs
+from v4runtime.quantization.host import host_features
+from v4runtime.quantization.labels import LabelledImage, load_image_set, require_both_classes
+
+#: Calibration methods offered on the command line -> onnxruntime ``CalibrationMethod`` member.
+CALIBRATION_METHODS: dict[str, str] = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+
+#: Prefix of the metadata keys the quantiser writes into the INT8 model.
+METADATA_PREFIX = "v4.quantization."
+
+#: Number of images the ``--exclude-worst`` SQNR analysis runs (it keeps every tensor in memory).
+SQNR_SAMPLES = 8
+
+#: Images per calibration stride (bounds calibration memory; see ``_stride``).
+CALIBRATION_STRIDE = 16
+
+_SIZE_WIDTH = 12  # fixed width of the size field, so writing it does not change the file size
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class QuantizeResult:
+    """What ``quantize_model`` produced.
+
+    Attributes:
+        output: Path of the INT8 model.
+        fp32_bytes: Size of the FP32 input file.
+        int8_bytes: Size of the INT8 output file (metadata included).
+        size_ratio: ``fp32_bytes / int8_bytes``.
+        settings: The settings recorded in the model's metadata.
+        excluded_nodes: Nodes kept in float.
+        layer_losses: SQNR ranking computed for ``exclude_worst`` (worst first), else empty.
+    """
+
+    output: Path
+    fp32_bytes: int
+    int8_bytes: int
+    size_ratio: float
+    settings: dict[str, str]
+    excluded_nodes: list[str] = field(default_factory=list)
+    layer_losses: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        """The result as a JSON-ready dict."""
+        return {**asdict(self), "output": str(self.output)}
+
+
+def select_balanced(images: Sequence[LabelledImage], limit: int) -> list[LabelledImage]:
+    """Pick at most ``limit`` images, spread evenly over the set, keeping both classes.
+
+    Args:
+        images: The candidate images (manifest order).
+        limit: Maximum number to return (at least 2).
+
+    Returns:
+        A deterministic subset in the original order; clean and stego keep their proportions, and
+        each class present keeps at least one image.
+    """
+    if len(images) <= limit:
+        return list(images)
+    groups: dict[bool | None, list[int]] = {}
+    for index, image in enumerate(images):
+        groups.setdefault(image.is_stego, []).append(index)
+    chosen: list[int] = []
+    for members in groups.values():
+        share = max(1, round(limit * len(members) / len(images)))
+        step = len(members) / share
+        chosen.extend(members[int(i * step)] for i in range(share))
+    return [images[i] for i in sorted(set(chosen))]
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def preprocess(model: str | Path, output: str | Path) -> None:
+    """Run onnxruntime's quantisation pre-processing (shape inference + graph optimisation).
+
+    Symbolic shape inference (sympy) is tried first; graphs it cannot handle fall back to ONNX
+    shape inference alone.
+    """
+    from onnxruntime.quantization import quant_pre_process
+
+    try:
+        quant_pre_process(str(model), str(output), skip_symbolic_shape=False)
+    except Exception as exc:  # symbolic inference raises assorted errors on unusual graphs
+        log.info("symbolic shape inference failed (%s); retrying with ONNX shape inference", exc)
+        try:
+            quant_pre_process(str(model), str(output), skip_symbolic_shape=True)
+        except Exception as exc2:
+            raise QuantizationError(f"onnxruntime pre-processing failed on {model}: {exc2}") from exc2
+
+
+def _stride(n: int, most: int = CALIBRATION_STRIDE) -> int:
+    """Largest divisor of ``n`` not above ``most`` (onnxruntime requires strides that divide the set)."""
+    return max(d for d in range(1, min(n, most) + 1) if n % d == 0)
+
+
+def _quantize_static(
+    pre: Path,
+    out: Path,
+    samples: Sequence[Path],
+    *,
+    method: str,
+    per_channel: bool,
+    reduce_range: bool,
+    exclude: Sequence[str],
+) -> None:
+    """One ``quantize_static`` call with our fixed choices (QDQ, S8S8)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    chatter = io.StringIO()  # the histogram calibrators print progress; keep the CLI's stdout ours
+    try:
+        with contextlib.redirect_stdout(chatter):
+            quantize_static(
+                str(pre),
+                str(out),
+                FeedReader(samples),
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                per_channel=per_channel,
+                reduce_range=reduce_range,
+                nodes_to_exclude=list(exclude) or None,
+                calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHODS[method]),
+                # Calibrate in strides: Entropy/Percentile would otherwise hold every intermediate
+                # tensor of every calibration image in memory before building histograms.
+                extra_options={"CalibStridedMinMax": _stride(len(samples))},
+            )
+    except V4Error:
+        raise
+    except Exception as exc:
+        raise QuantizationError(f"onnxruntime quantize_static failed: {exc}") from exc
+    finally:
+        log.debug("%s", chatter.getvalue())
+
+
+def _write_with_metadata(model_path: Path, target: Path, metadata: dict[str, str]) -> int:
+    """Drop per-node debug notes, add our metadata (including the file's own final size), write ``target``.
+
+    Returns:
+        The size of the written file in bytes.
+    """
+    import onnx
+
+    model = onnx.load(str(model_path))
+    for node in model.graph.node:
+        # Exporter debugging notes (PyTorch writes a stack trace with the build machine's paths for
+        # every node): no effect on inference, often a fifth of a small model's file.
+        del node.metadata_props[:]
+        node.doc_string = ""
+    keep = [p for p in model.metadata_props if not p.key.startswith(METADATA_PREFIX)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in {**metadata, "int8_size_bytes": "0" * _SIZE_WIDTH}.items():
+        model.metadata_props.add(key=METADATA_PREFIX + key, value=value)
+    size_prop = model.metadata_props[-1]
+    size = len(model.SerializeToString())  # a fixed-width value: the size does not change when set
+    size_prop.value = str(size).zfill(_SIZE_WIDTH)
+    data = model.SerializeToString()
+    target.write_bytes(data)
+    return len(data)
+
+
+def quantize_model(
+    model: str | Path,
+    calibration: str | Path,
+    output: str | Path,
+    *,
+    method: str = "minmax",
+    per_channel: bool = True,
+    reduce_range: bool | None = None,
+    exclude_nodes: Sequence[str] = (),
+    exclude_worst: int = 0,
+    max_images: int = 128,
+    allow_unlabelled: bool = False,
+) -> QuantizeResult:
+    """Quantise an FP32 detector to INT8 (QDQ, S8S8) with images from a calibration folder.
+
+    Args:
+        model: FP32 ONNX detector with the eight stream inputs.
+        calibration: Folder of images mixing clean and stego files, with ``manifest.jsonl``.
+        output: Where to write the INT8 model (replaced atomically; untouched on failure).
+        method: Calibration method: ``minmax``, ``entropy`` or ``percentile``.
+        per_channel: Quantise weights per output channel.
+        reduce_range: 7-bit weights; None chooses True on CPUs without VNNI.
+        exclude_nodes: Node names to keep in float.
+        exclude_worst: After a first pass, also keep the K nodes with the lowest SQNR in float and
+            quantise again.
+        max_images: Use at most this many calibration images (evenly spread, both classes kept).
+        allow_unlabelled: Accept a calibration folder without a manifest.
+
+    Returns:
+        Sizes, ratio and settings of the written model.
+
+    Raises:
+        QuantizationError: Wrong model inputs, unusable calibration folder, one-class set, or an
+            onnxruntime failure. No output file is written in any of these cases.
+    """
+    import onnxruntime
+
+    model, output = Path(model), Path(output)
+    if method not in CALIBRATION_METHODS:
+        raise QuantizationError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
+    if exclude_worst < 0 or max_images < 2:
+        raise QuantizationError("--exclude-worst must be >= 0 and --max-images >= 2")
+    check_model_inputs(model)
+    image_set = load_image_set(calibration)
+    require_both_classes(image_set, purpose="calibration", allow_unlabelled=allow_unlabelled)
+    chosen = select_balanced(image_set.images, max_images)
+    samples = [im.path for im in chosen]
+    if reduce_range is None:
+        reduce_range = not host_features().vnni
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+    excluded = list(exclude_nodes)
+    losses: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix=".v4-quant-", dir=output.parent) as tmp:
+        pre, qdq = Path(tmp) / "fp32.pre.onnx", Path(tmp) / "int8.onnx"
+        preprocess(model, pre)
+        options = dict(method=method, per_channel=per_channel, reduce_range=reduce_range)
+        _quantize_static(pre, qdq, samples, exclude=excluded, **options)
+        if exclude_worst:
+            from v4runtime.quantization.layer_loss import float_island, layer_losses
+
+            sqnr_samples = [im.path for im in select_balanced(chosen, SQNR_SAMPLES)]
+            ranking = layer_losses(pre, qdq, sqnr_samples)
+            losses = [loss.as_dict() for loss in ranking]
+            worst = [loss.node for loss in ranking if loss.node not in excluded][:exclude_worst]
+            excluded = list(dict.fromkeys(excluded + float_island(pre, worst)))
+            _quantize_static(pre, qdq, samples, exclude=excluded, **options)
+
+        fp32_bytes = model.stat().st_size
+        settings = {
+            "format": "QDQ",
+            "activation_type": "QInt8",
+            "weight_type": "QInt8",
+            "per_channel": str(per_channel).lower(),
+            "reduce_range": str(reduce_range).lower(),
+            "calibration_method": method,
+            "calibration_images": str(len(chosen)),
+            "calibration_clean": str(sum(1 for im in chosen if im.is_stego is False)),
+            "calibration_stego": str(sum(1 for im in chosen if im.is_stego is True)),
+            "excluded_nodes": json.dumps(excluded),
+            "preprocessed": "true",
+            "node_debug_metadata": "stripped",
+            "fp32_sha256": sha256_file(model),
+            "fp32_size_bytes": str(fp32_bytes),
+            "onnxruntime_version": onnxruntime.__version__,
+        }
+        staged = Path(tmp) / "staged.onnx"
+        int8_bytes = _write_with_metadata(qdq, staged, settings)
+        try:
+            onnxruntime.InferenceSession(str(staged), providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise QuantizationError(f"the quantised model does not load in onnxruntime: {exc}") from exc
+        os.replace(staged, output)
+    settings["int8_size_bytes"] = str(int8_bytes)
+    return QuantizeResult(
+        output=output,
+        fp32_bytes=fp32_bytes,
+        int8_bytes=int8_bytes,
+        size_ratio=fp32_bytes / int8_bytes,
+        settings=settings,
+        excluded_nodes=excluded,
+        layer_losses=losses,
+    )
+
+
+def read_quantization_metadata(model: str | Path) -> dict[str, str]:
+    """Return the ``v4.quantization.*`` metadata of a model (prefix removed); empty for FP32 models."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(model), load_external_data=False)
+    except Exception as exc:
+        raise QuantizationError(f"{model} is not a readable ONNX model: {exc}") from exc
+    return {
+        p.key[len(METADATA_PREFIX) :]: p.value for p in proto.metadata_props if p.key.startswith(METADATA_PREFIX)
+    }

@@ -1,0 +1,460 @@
+"""Scan files for hidden payloads with the V4 detector.
+
+:class:`Scanner` is the one place in v4runtime that creates an ``onnxruntime.InferenceSession`` for
+detection: it resolves the model once (sha256 and signature checked by
+:func:`v4runtime.model.registry.resolve_model`), opens one session and reuses it for every file it
+scans. :meth:`Scanner.scan` handles one file; :meth:`Scanner.scan_many` handles many, in batches, with
+worker threads or processes. A file that cannot be read becomes a :class:`ScanResult` whose ``error``
+is set: it is reported and counted, never dropped.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from v4runtime.errors import ImageError, ModelError, V4Error
+from v4runtime.streams.spec import (
+    CAPABILITY_SLICE,
+    METHODS,
+    OUTPUT_GATES,
+    OUTPUT_METHODS,
+    OUTPUT_STEGO,
+    STREAM_NAMES,
+    STREAM_SPECS,
+)
+
+#: Decision threshold used when neither the caller nor the model card gives one.
+DEFAULT_THRESHOLD = 0.5
+
+#: Files per inference batch in :meth:`Scanner.scan_many`.
+DEFAULT_BATCH = 16
+
+#: ``executor="auto"`` uses processes from this many files on (below, start-up costs more than it saves).
+AUTO_PROCESS_MIN_FILES = 64
+
+#: Number of inference sessions this process has created (see :func:`create_session`).
+SESSIONS_CREATED = 0
+_SESSIONS_LOCK = threading.Lock()
+
+
+@dataclass
+class Timings:
+    """Per-stage wall time of one scan, in milliseconds.
+
+    In a batched scan the inference time is the batch's time divided by the files in it.
+    """
+
+    read_ms: float = 0.0
+    streams_ms: float = 0.0
+    inference_ms: float = 0.0
+
+    @property
+    def total_ms(self) -> float:
+        """Read + decode/streams + inference."""
+        return self.read_ms + self.streams_ms + self.inference_ms
+
+
+@dataclass
+class ScanResult:
+    """The verdict on one file.
+
+    Attributes:
+        path: the file scanned (``"<bytes>"`` for in-memory input).
+        is_stego: ``probability >= threshold``; ``False`` when ``error`` is set.
+        probability: the model's stego probability (``None`` when the file could not be read).
+        method: the most likely embedding method (``None`` when clean or unreadable).
+        method_probabilities: probability per method, masked by the file's capability mask.
+        format: image format detected from the bytes (``PNG``, ``JPEG``, ...), ``None`` if unknown.
+        timings: per-stage wall time.
+        explanation: the fusion gate's weight per stream: which views of the file drove the decision.
+        error: ``None`` when the file was read; otherwise a one-line message.
+        error_reason: the machine-readable reason of the error (``truncated``, ``not_an_image``, ...).
+    """
+
+    path: str
+    is_stego: bool = False
+    probability: float | None = None
+    method: str | None = None
+    method_probabilities: dict[str, float] = field(default_factory=dict)
+    format: str | None = None
+    timings: Timings = field(default_factory=Timings)
+    explanation: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    error_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (timings include ``total_ms``)."""
+        data = asdict(self)
+        data["timings"]["total_ms"] = self.timings.total_ms
+        return data
+
+
+def create_session(model_path: str | os.PathLike[str], *, intra_op_threads: int = 1) -> Any:
+    """Open an onnxruntime CPU session on ``model_path`` and count it.
+
+    Spinning is disabled: several workers share few cores, and a spinning thread steals them.
+
+    Raises:
+        ModelError: onnxruntime cannot load the file.
+    """
+    import onnxruntime as ort
+
+    global SESSIONS_CREATED
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, int(intra_op_threads))
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ModelError(f"onnxruntime cannot load {model_path}: {exc}") from exc
+    with _SESSIONS_LOCK:
+        SESSIONS_CREATED += 1
+    return session
+
+
+def _resolve(model: str | os.PathLike[str] | None) -> Any:
+    from v4runtime.model.registry import resolve_model
+
+    return resolve_model(None if model is None else str(model))
+
+
+def _card_threshold(card: Any) -> float | None:
+    value = getattr(card, "threshold", None) if card is not None else None
+    return float(value) if value is not None else None
+
+
+def read_input(source: str | os.PathLike[str] | bytes) -> tuple[str, bytes]:
+    """Return ``(display path, bytes)`` for a path or an in-memory file.
+
+    Raises:
+        ImageError: reason ``not_found``, ``not_a_file`` (a directory) or ``unreadable``.
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        return "<bytes>", bytes(source)
+    path = Path(source)
+    try:
+        return str(source), path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ImageError(f"file not found: {path}", reason="not_found") from exc
+    except IsADirectoryError as exc:
+        raise ImageError(f"{path} is a directory", reason="not_a_file") from exc
+    except OSError as exc:
+        raise ImageError(f"cannot read {path}: {exc.strerror or exc}", reason="unreadable") from exc
+
+
+def stream_arrays(streams: Any) -> dict[str, np.ndarray]:
+    """The eight model inputs (without batch axis) from a ``Streams`` object, by stream name."""
+    source = streams if isinstance(streams, dict) else streams.as_inputs()
+    arrays = {}
+    for spec in STREAM_SPECS:
+        arr = np.asarray(source[spec.name], dtype=np.float32)
+        if arr.shape != spec.shape:
+            raise ImageError(
+                f"stream {spec.name} has shape {arr.shape}, expected {spec.shape}", reason="bad_streams"
+            )
+        arrays[spec.name] = arr
+    return arrays
+
+
+def stream_format(streams: Any) -> str | None:
+    """The image format name (``PNG``, ``JPEG``, ...) a ``Streams`` object reports, if any."""
+    info = getattr(streams, "info", None)
+    return getattr(info, "format", None)
+
+
+def extract(data: bytes) -> tuple[dict[str, np.ndarray], str | None]:
+    """Decode ``data`` and extract the eight streams; returns ``(arrays, format name)``.
+
+    Raises:
+        ImageError: the bytes are not a readable image.
+    """
+    from v4runtime.streams import extract_streams
+
+    streams = extract_streams(data)
+    return stream_arrays(streams), stream_format(streams)
+
+
+@dataclass
+class Prepared:
+    """A file read and turned into streams, waiting for inference."""
+
+    result: ScanResult
+    arrays: dict[str, np.ndarray] | None
+
+
+class Scanner:
+    """Loads the detector once and scans files with it.
+
+    Args:
+        model: a registered model name (default ``v4-default``) or a path to an ONNX file.
+        threshold: decision threshold on the stego probability; defaults to the model card's, else 0.5.
+        intra_op_threads: onnxruntime threads for one inference call. Keep 1 when scanning with
+            several workers (each worker is a thread already).
+        zero_streams: stream names fed as zeros (used by the stream ablation; empty in normal use).
+
+    Raises:
+        ModelError: the model cannot be found, fails its sha256 or signature check, or cannot be loaded.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        threshold: float | None = None,
+        intra_op_threads: int = 1,
+        zero_streams: Iterable[str] = (),
+    ) -> None:
+        self.resolved = _resolve(model)
+        self.model_path = Path(self.resolved.path)
+        self.model_sha256: str = getattr(self.resolved, "sha256", "")
+        self.card = getattr(self.resolved, "card", None)
+        if threshold is None:
+            threshold = _card_threshold(self.card)
+        self.threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ModelError(f"threshold must be within [0, 1], got {self.threshold}")
+        self.intra_op_threads = intra_op_threads
+        self.zero_streams = frozenset(zero_streams)
+        unknown = self.zero_streams - set(STREAM_NAMES)
+        if unknown:
+            raise ModelError(f"unknown stream(s) to zero: {', '.join(sorted(unknown))}")
+        self.session = create_session(self.model_path, intra_op_threads=intra_op_threads)
+        self._output_names = [o.name for o in self.session.get_outputs()]
+        self._has_gates = OUTPUT_GATES in self._output_names
+        self._threads: tuple[int, ThreadPoolExecutor] | None = None
+        self._processes: tuple[int, ProcessPoolExecutor] | None = None
+
+    @property
+    def model_name(self) -> str:
+        """The model card's name, else the file's stem."""
+        return str(getattr(self.card, "name", None) or self.model_path.stem)
+
+    # -- one file -------------------------------------------------------------------------------
+
+    def scan(self, source: str | os.PathLike[str] | bytes) -> ScanResult:
+        """Scan one file (a path or its bytes).
+
+        Never raises for a bad image: the result's ``error`` says what went wrong.
+        """
+        prepared = self._prepare(source)
+        if prepared.arrays is not None:
+            self._infer([prepared])
+        return prepared.result
+
+    def scan_arrays(self, arrays: dict[str, np.ndarray], path: str = "<streams>") -> ScanResult:
+        """Run the model on streams already extracted (e.g. by an evaluation that caches them)."""
+        prepared = Prepared(ScanResult(path=path), stream_arrays(arrays))
+        self._infer([prepared])
+        return prepared.result
+
+    def _prepare(self, source: str | os.PathLike[str] | bytes) -> Prepared:
+        result = ScanResult(path=source if isinstance(source, str) else "<bytes>")
+        if isinstance(source, os.PathLike):
+            result.path = str(source)
+        t0 = time.perf_counter()
+        try:
+            result.path, data = read_input(source)
+            t1 = time.perf_counter()
+            result.timings.read_ms = (t1 - t0) * 1000
+            arrays, fmt = extract(data)
+            result.timings.streams_ms = (time.perf_counter() - t1) * 1000
+            result.format = fmt
+            return Prepared(result, arrays)
+        except V4Error as exc:
+            result.error, result.error_reason = str(exc), exc.reason
+        except Exception as exc:  # a decoder bug must not take a whole batch down
+            result.error, result.error_reason = f"unexpected {type(exc).__name__}: {exc}", "internal"
+        return Prepared(result, None)
+
+    # -- inference ------------------------------------------------------------------------------
+
+    def _feeds(
+        self, batch: Sequence[dict[str, np.ndarray]], zero_streams: frozenset[str]
+    ) -> dict[str, np.ndarray]:
+        feeds = {}
+        for name in STREAM_NAMES:
+            stacked = np.stack([arrays[name] for arrays in batch])
+            if name in zero_streams:
+                stacked = np.zeros_like(stacked)
+                if name == "format":  # keep the capability mask: it is a constraint, not evidence
+                    cap = np.stack([arrays[name][CAPABILITY_SLICE] for arrays in batch])
+                    stacked[:, CAPABILITY_SLICE] = cap
+            feeds[name] = stacked
+        return feeds
+
+    def run_model(
+        self, batch: Sequence[dict[str, np.ndarray]], zero_streams: Iterable[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Run the session on a batch of stream dicts; returns the raw outputs by name.
+
+        ``zero_streams`` overrides the scanner's own set of streams fed as zeros (for the ablation).
+        """
+        zero = self.zero_streams if zero_streams is None else frozenset(zero_streams)
+        outputs = self.session.run(self._output_names, self._feeds(batch, zero))
+        return dict(zip(self._output_names, outputs, strict=True))
+
+    def prepare(self, source: str | os.PathLike[str] | bytes) -> Prepared:
+        """Read one file and extract its streams (no inference); errors land in ``result.error``."""
+        return self._prepare(source)
+
+    def infer(self, prepared: Sequence[Prepared], *, keep_arrays: bool = False) -> None:
+        """Run batched inference on prepared files, filling in their results."""
+        self._infer(prepared, keep_arrays=keep_arrays)
+
+    def _infer(self, prepared: Sequence[Prepared], *, keep_arrays: bool = False) -> None:
+        ready = [p for p in prepared if p.arrays is not None]
+        if not ready:
+            return
+        t0 = time.perf_counter()
+        out = self.run_model([p.arrays for p in ready])  # type: ignore[misc]
+        per_file_ms = (time.perf_counter() - t0) * 1000 / len(ready)
+        probs = np.asarray(out[OUTPUT_STEGO], dtype=np.float64).reshape(len(ready), -1)[:, 0]
+        methods = np.asarray(out[OUTPUT_METHODS], dtype=np.float64).reshape(len(ready), len(METHODS))
+        gates = out.get(OUTPUT_GATES)
+        for i, p in enumerate(ready):
+            r = p.result
+            r.timings.inference_ms = per_file_ms
+            r.probability = float(probs[i])
+            r.method_probabilities = {m: float(methods[i, j]) for j, m in enumerate(METHODS)}
+            r.is_stego = r.probability >= self.threshold
+            r.method = METHODS[int(np.argmax(methods[i]))] if r.is_stego else None
+            if gates is not None:
+                r.explanation = {s: float(gates[i, j]) for j, s in enumerate(STREAM_NAMES)}
+            if not keep_arrays:
+                p.arrays = None  # free the planes early: batches of 256x256x4 add up
+
+    # -- many files -----------------------------------------------------------------------------
+
+    def scan_many(
+        self,
+        sources: Iterable[str | os.PathLike[str] | bytes],
+        *,
+        workers: int = 1,
+        batch_size: int = DEFAULT_BATCH,
+        executor: str = "auto",
+        progress: Callable[[ScanResult], None] | None = None,
+    ) -> list[ScanResult]:
+        """Scan many files; results come back in input order, one per input.
+
+        Args:
+            sources: paths or bytes.
+            workers: parallel workers (1 = in this thread).
+            batch_size: files per inference call.
+            executor: ``"process"`` (one scanner, hence one session, per worker process; the pool
+                is kept for later calls until :meth:`close`), ``"thread"`` (shares this scanner's
+                session), or ``"auto"``: processes for ``workers > 1`` and at least
+                :data:`AUTO_PROCESS_MIN_FILES` files, else threads. Stream extraction holds the GIL
+                for much of its time, so threads barely scale; ``v4runtime bench scan`` measures both.
+            progress: called with each result as it completes.
+        """
+        return list(
+            self.iter_scan(
+                sources, workers=workers, batch_size=batch_size, executor=executor, progress=progress
+            )
+        )
+
+    def iter_scan(
+        self,
+        sources: Iterable[str | os.PathLike[str] | bytes],
+        *,
+        workers: int = 1,
+        batch_size: int = DEFAULT_BATCH,
+        executor: str = "auto",
+        progress: Callable[[ScanResult], None] | None = None,
+    ) -> Iterator[ScanResult]:
+        """Like :meth:`scan_many`, yielding results in input order as batches complete."""
+        items = list(sources)
+        batch_size = max(1, int(batch_size))
+        chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+        if executor == "auto":
+            executor = "process" if workers > 1 and len(items) >= AUTO_PROCESS_MIN_FILES else "thread"
+        if executor not in ("thread", "process"):
+            raise ValueError(f"executor must be 'auto', 'thread' or 'process', got {executor!r}")
+        if workers <= 1 or len(chunks) <= 1:
+            results_iter: Iterable[list[ScanResult]] = map(self._scan_chunk, chunks)
+        elif executor == "thread":
+            results_iter = self._thread_pool(workers).map(self._scan_chunk, chunks)
+        else:
+            results_iter = self._process_pool(workers).map(_worker_scan_chunk, chunks)
+        for chunk_results in results_iter:
+            for result in chunk_results:
+                if progress is not None:
+                    progress(result)
+                yield result
+
+    def _thread_pool(self, workers: int) -> ThreadPoolExecutor:
+        if self._threads is None or self._threads[0] != workers:
+            if self._threads is not None:
+                self._threads[1].shutdown()
+            self._threads = (workers, ThreadPoolExecutor(max_workers=workers))
+        return self._threads[1]
+
+    def _process_pool(self, workers: int) -> ProcessPoolExecutor:
+        # kept between calls: starting processes and their sessions costs about half a second
+        if self._processes is None or self._processes[0] != workers:
+            if self._processes is not None:
+                self._processes[1].shutdown(cancel_futures=True)
+            pool = ProcessPoolExecutor(
+                max_workers=workers,
+                # spawn, not fork: forking a process that runs threads (pools, onnxruntime) can deadlock
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(str(self.model_path), self.threshold, tuple(self.zero_streams)),
+            )
+            self._processes = (workers, pool)
+        return self._processes[1]
+
+    def close(self) -> None:
+        """Stop worker threads and processes started by :meth:`scan_many` (the session stays usable)."""
+        for slot in (self._threads, self._processes):
+            if slot is not None:
+                slot[1].shutdown(cancel_futures=True)
+        self._threads = self._processes = None
+
+    def __enter__(self) -> Scanner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _scan_chunk(self, chunk: Sequence[str | os.PathLike[str] | bytes]) -> list[ScanResult]:
+        prepared = [self._prepare(source) for source in chunk]
+        self._infer(prepared)
+        return [p.result for p in prepared]
+
+
+# -- process workers: one Scanner (one session) per worker process ----------------------------------
+
+_WORKER_SCANNER: Scanner | None = None
+
+
+def _worker_init(model_path: str, threshold: float, zero_streams: tuple[str, ...]) -> None:
+    global _WORKER_SCANNER
+    _WORKER_SCANNER = Scanner(model=model_path, threshold=threshold, zero_streams=zero_streams)
+
+
+def _worker_scan_chunk(chunk: Sequence[str | bytes]) -> list[ScanResult]:
+    assert _WORKER_SCANNER is not None, "worker not initialised"
+    return _WORKER_SCANNER._scan_chunk(chunk)
+
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "ScanResult",
+    "Scanner",
+    "Timings",
+    "create_session",
+    "extract",
+    "read_input",
+]

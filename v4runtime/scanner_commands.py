@@ -1,0 +1,261 @@
+"""``v4runtime scan`` and ``v4runtime evaluate``: thin wrappers over the scanner and the evaluation.
+
+Exit status of ``scan``: 0 when every file was read and none is stego, 1 when at least one file is
+flagged, 2 when some file could not be read (this wins over 1, so a script never mistakes a
+partial scan for a complete one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from v4runtime.errors import V4Error
+
+EXIT_CLEAN, EXIT_STEGO, EXIT_UNREADABLE = 0, 1, 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``scan`` and ``evaluate`` subcommands."""
+    scan = subparsers.add_parser(
+        "scan",
+        help="scan image files for hidden payloads",
+        description="Scan image files with the V4 detector. Exit status: 0 all clean, 1 stego found, "
+        "2 some files could not be read.",
+    )
+    scan.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
+    scan.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
+    out = scan.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print one JSON document with every result")
+    out.add_argument("--jsonl", action="store_true", help="print one JSON object per file, as they finish")
+    scan.add_argument("--workers", type=int, default=1, metavar="N", help="worker threads (default 1)")
+    scan.add_argument("--threshold", type=float, default=None, metavar="T",
+                      help="stego probability threshold (default: the model card's)")
+    scan.add_argument("--model", default=None, metavar="NAME|PATH",
+                      help="model name or .onnx path (default: scanner.model setting, v4-default)")
+    scan.add_argument("--extract", action="store_true",
+                      help="recover the payload of each flagged file with v4runtime.stego")
+    scan.add_argument("--config", default=None, metavar="FILE", help="YAML settings file")
+    scan.set_defaults(func=run_scan)
+
+    ev = subparsers.add_parser(
+        "evaluate",
+        help="measure FPR/TPR of a model on a corpus",
+        description="Evaluate a model on a corpus built by `v4runtime dataset build` (manifest.jsonl) or on a "
+        "plain folder of clean images; writes JSON and Markdown reports.",
+    )
+    ev.add_argument("--data", required=True, metavar="DIR", help="corpus folder")
+    ev.add_argument("--model", default=None, metavar="NAME|PATH", help="model name or .onnx path")
+    ev.add_argument("--threshold", type=float, default=None, metavar="T", help="override the card's threshold")
+    ev.add_argument("--out-dir", default=".", metavar="DIR", help="where to write the reports (default .)")
+    ev.add_argument("--name", default=None, help="report file stem (default: the corpus folder's name)")
+    ev.add_argument("--workers", type=int, default=1, metavar="N", help="threads reading files (default 1)")
+    ev.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate the first N files only")
+    ev.add_argument("--no-baselines", action="store_true", help="skip the V3-style and chi-square baselines")
+    ev.add_argument("--no-ablation", action="store_true", help="skip the stream ablation")
+    ev.add_argument("--update-card", action="store_true", help="write the metrics into the model card")
+    ev.set_defaults(func=run_evaluate)
+
+
+# -- scan ------------------------------------------------------------------------------------------
+
+#: Suffixes collected when a folder is given.
+SCAN_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
+
+
+def collect_paths(paths: Iterable[str], recursive: bool) -> list[str]:
+    """Expand folders into the image files they hold; files (and missing paths) are kept as given.
+
+    A missing path stays in the list so the scan reports it as unreadable instead of dropping it.
+    A file named twice (directly or through a folder) is scanned once.
+    """
+    out: list[str] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = p.rglob("*") if recursive else p.iterdir()
+            out += sorted(str(f) for f in found if f.is_file() and f.suffix.lower() in SCAN_SUFFIXES)
+        else:
+            out.append(raw)
+    seen: set[str] = set()
+    unique = []
+    for path in out:
+        key = str(Path(path).resolve())
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    return unique
+
+
+def _progress_bar(total: int, stream: TextIO) -> Any:
+    """A progress bar on ``stream`` when it is a terminal, else ``None`` (logs stay clean)."""
+    if not getattr(stream, "isatty", lambda: False)():
+        return None
+    from v4runtime.model.progress import Progress
+
+    return Progress(total, "scan", stream=stream)
+
+
+def _extract_payload(path: str, method: str | None) -> dict[str, Any]:
+    """Try to recover the payload of a flagged file with :func:`v4runtime.stego.extract`.
+
+    The detected method is tried first, then the others; for each, both bit orders with the
+    ``AI42`` marker, then without it. A payload found without the marker is reported as
+    ``verified: false``: reading up to a NUL always yields *something*.
+    """
+    from v4runtime import stego
+    from v4runtime.streams.spec import METHODS
+
+    data = Path(path).read_bytes()
+    methods = list(dict.fromkeys([m for m in (method, *METHODS) if m]))
+    last_error = "no payload found"
+    for marker in (True, False):
+        for m in methods:
+            for order in stego.BIT_ORDERS if m in stego.BIT_METHODS else ("lsb-first",):
+                try:
+                    payload = stego.extract(data, m, bit_order=order, marker=marker)
+                except V4Error as exc:
+                    last_error = str(exc)
+                    continue
+                if not payload:
+                    continue
+                return {
+                    "method": m,
+                    "bit_order": order if m in stego.BIT_METHODS else None,
+                    "verified": marker,
+                    "size": len(payload),
+                    "text": payload.decode("utf-8", "replace"),
+                    "hex": payload[:64].hex(),
+                }
+    return {"method": None, "error": last_error}
+
+
+def _summary(results: list[Any], stream: TextIO) -> None:
+    stego = [r for r in results if r.error is None and r.is_stego]
+    bad = [r for r in results if r.error is not None]
+    methods = Counter(r.method for r in stego)
+    rows = [("files", len(results)), ("clean", len(results) - len(stego) - len(bad)),
+            ("stego", len(stego)), ("unreadable", len(bad))]
+    rows += [(f"  method {m}", n) for m, n in sorted(methods.items())]
+    reasons = Counter(r.error_reason for r in bad)
+    rows += [(f"  unreadable: {reason}", n) for reason, n in sorted(reasons.items())]
+    width = max(len(k) for k, _ in rows)
+    print("", file=stream)
+    print(f"{'summary':<{width}}  count", file=stream)
+    for key, n in rows:
+        print(f"{key:<{width}}  {n:>5}", file=stream)
+
+
+def _human_line(r: Any) -> str:
+    if r.error is not None:
+        return f"UNREADABLE  {r.path}  ({r.error_reason}: {r.error})"
+    if r.is_stego:
+        return f"STEGO       {r.path}  p={r.probability:.4f}  method={r.method}  format={r.format}"
+    return f"clean       {r.path}  p={r.probability:.4f}"
+
+
+def _payload_line(payload: dict[str, Any] | None) -> str:
+    if payload is None:
+        return ""
+    if payload.get("method"):
+        return f"\n            payload ({payload['method']}, {payload['size']} B): {payload['text'][:200]!r}"
+    return f"\n            payload: not recovered ({payload['error']})"
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    """Scan the given paths; print results; return 0, 1 or 2 (see the module docstring)."""
+    from v4runtime.config import load_settings
+    from v4runtime.errors import ConfigError
+    from v4runtime.scanner import Scanner
+
+    settings = load_settings(args.config).scanner
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise ConfigError(f"--threshold must be within [0, 1], got {args.threshold}")
+    threshold = args.threshold if args.threshold is not None else settings.threshold
+    scanner = Scanner(model=args.model or settings.model, threshold=threshold)
+    paths = collect_paths(args.paths, args.recursive)
+    bar = _progress_bar(len(paths), sys.stderr)
+    results, records = [], []
+    for r in _scan_iter(scanner, paths, args.workers, bar):
+        record = r.to_dict()
+        if args.extract and r.is_stego:
+            record["payload"] = _extract_payload(r.path, r.method)
+        results.append(r)
+        records.append(record)
+        if args.jsonl:
+            print(json.dumps(record), flush=True)
+        elif not args.json:
+            print(_human_line(r) + _payload_line(record.get("payload")))
+    if bar is not None:
+        bar.close()
+    if args.json:
+        print(json.dumps({"model": scanner.model_name, "model_sha256": scanner.model_sha256,
+                          "threshold": scanner.threshold, "results": records}, indent=2))
+    elif not args.jsonl:
+        _summary(results, sys.stdout)
+    if any(r.error is not None for r in results):
+        return EXIT_UNREADABLE
+    return EXIT_STEGO if any(r.is_stego for r in results) else EXIT_CLEAN
+
+
+def _scan_iter(scanner: Any, paths: list[str], workers: int, bar: Any) -> Iterator[Any]:
+    for r in scanner.iter_scan(paths, workers=workers, batch_size=8):
+        if bar is not None:
+            bar.advance(1)
+        yield r
+
+
+# -- evaluate --------------------------------------------------------------------------------------
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a model on a corpus; write ``<name>.json``/``.md`` (+ comparison, ablation)."""
+    import shlex
+
+    from v4runtime import evaluation
+    from v4runtime.scanner import Scanner
+
+    samples = evaluation.load_corpus(args.data)
+    if args.limit is not None:
+        samples = samples[: args.limit]
+    scanner = Scanner(model=args.model, threshold=args.threshold)
+    bar = _progress_bar(len(samples), sys.stderr)
+    report = evaluation.evaluate(
+        scanner,
+        samples,
+        baselines=not args.no_baselines,
+        ablation=not args.no_ablation,
+        workers=args.workers,
+        progress=(lambda n: bar.advance(n)) if bar is not None else None,
+    )
+    if bar is not None:
+        bar.close()
+    name = args.name or Path(args.data).resolve().name
+    report["meta"] = {
+        "model": scanner.model_name,
+        "model_sha256": scanner.model_sha256,
+        "threshold": scanner.threshold,
+        "corpus": name,
+        "files": len(samples),
+        "command": "v4runtime evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        if sys.argv[1:2] == ["evaluate"] else f"v4runtime evaluate --data {args.data}",
+    }
+    json_path, md_path = evaluation.write_report(report, args.out_dir, name)
+    m = report["model"]
+    print(f"model {scanner.model_name}  threshold {scanner.threshold}  files {len(samples)}")
+    print(f"FPR {evaluation.fmt_rate(m['fpr'], 3)}")
+    print(f"TPR {evaluation.fmt_rate(m['tpr'])}")
+    print(f"method accuracy {evaluation.fmt_rate(m['method_accuracy'])}")
+    print(f"unreadable {sum(m['errors'].values())}")
+    print(f"wrote {json_path} and {md_path}")
+    if args.update_card:
+        path = evaluation.update_card(scanner, report, name)
+        print(f"updated {path}")
+    return 0

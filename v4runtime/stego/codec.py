@@ -1,0 +1,107 @@
+"""Loading covers and encoding images in a format, shared by the embedding methods."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from v4runtime.errors import EmbedError, ExtractError
+
+#: The formats the methods write, by Pillow name.
+FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
+
+Cover = Image.Image | bytes | str | os.PathLike[str]
+
+
+def normalise_format(fmt: str) -> str:
+    """Return the Pillow name of ``fmt`` (``jpg``, ``png``, ``webp``... accepted)."""
+    name = fmt.upper().lstrip(".")
+    name = {"JPG": "JPEG"}.get(name, name)
+    if name not in FORMATS:
+        raise EmbedError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", reason="bad_format")
+    return name
+
+
+def load_cover(cover: Cover) -> Image.Image:
+    """Return the first frame of ``cover`` as a loaded Pillow image (``1``/CMYK/16-bit made 8-bit)."""
+    if isinstance(cover, Image.Image):
+        im = cover
+    else:
+        source = io.BytesIO(cover) if isinstance(cover, bytes) else Path(cover)
+        try:
+            im = Image.open(source)
+            im.seek(0)
+            im.load()
+        except Exception as exc:
+            raise EmbedError(f"cannot read the cover image: {exc}", reason="bad_cover") from exc
+    if im.mode in ("1", "I;16", "I;16B", "I;16L", "I", "F"):
+        im = im.convert("L")
+    elif im.mode not in ("L", "LA", "P", "PA", "RGB", "RGBA"):
+        im = im.convert("RGB")
+    return im
+
+
+def prepare(im: Image.Image, fmt: str) -> Image.Image:
+    """Convert ``im`` to a mode ``fmt`` stores as is."""
+    has_alpha = im.mode in ("LA", "PA", "RGBA") or "transparency" in im.info
+    if fmt == "JPEG":
+        return im if im.mode in ("L", "RGB") else im.convert("RGB")
+    if fmt == "GIF":
+        return im if im.mode in ("P", "L") else im.convert("RGB").quantize(256)
+    if fmt == "BMP":
+        return im if im.mode in ("L", "P", "RGB") else im.convert("RGB")
+    if fmt == "WEBP":
+        if im.mode in ("RGB", "RGBA"):
+            return im
+        return im.convert("RGBA" if has_alpha else "RGB")
+    if im.mode == "PA":  # PNG
+        return im.convert("RGBA")
+    return im
+
+
+def encode(im: Image.Image, fmt: str, *, lossless: bool = True, quality: int = 90, exif: bytes | None = None) -> bytes:
+    """Encode ``im`` as ``fmt``; WebP is lossless (exact) unless ``lossless`` is false."""
+    buf = io.BytesIO()
+    options: dict[str, object] = {}
+    if exif:
+        options["exif"] = b"Exif\x00\x00" + exif  # Pillow strips the prefix for PNG and WebP
+    if fmt == "JPEG":
+        options["quality"] = quality
+    elif fmt == "WEBP":
+        options.update(lossless=True, exact=True) if lossless else options.update(quality=quality)
+    im.save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+def decode_for_extract(data: bytes) -> Image.Image:
+    """Open and load the first frame of a stego image, or raise :class:`ExtractError`."""
+    try:
+        im = Image.open(io.BytesIO(data))
+        im.load()
+    except Exception as exc:
+        raise ExtractError(f"cannot decode the image: {exc}", reason="bad_image") from exc
+    return im
+
+
+def as_bytes(data: bytes | str | os.PathLike[str]) -> bytes:
+    """Return file bytes for a path or bytes."""
+    return data if isinstance(data, bytes) else Path(data).read_bytes()
+
+
+def samples_of(im: Image.Image, plane: str) -> np.ndarray:
+    """Return the 1-D sample stream of ``plane`` (``alpha``, ``indices``, ``rgb``) in embedding order."""
+    if plane == "alpha":
+        if im.mode not in ("RGBA", "LA", "PA"):
+            raise ExtractError(f"{im.format} {im.mode} image has no alpha channel", reason="no_carrier")
+        return np.asarray(im.getchannel("A")).reshape(-1)
+    if plane == "indices":
+        if im.mode == "P" or (im.format == "GIF" and im.mode == "L"):
+            return np.asarray(im).reshape(-1)
+        raise ExtractError(f"{im.format} {im.mode} image has no palette indices", reason="no_carrier")
+    if im.mode not in ("RGB", "RGBA"):
+        raise ExtractError(f"{im.format} {im.mode} image has no R, G, B samples", reason="no_carrier")
+    return np.asarray(im)[..., :3].reshape(-1)

@@ -1,0 +1,318 @@
+"""Container parsing: where each format's image ends, its EXIF block, and a few header facts.
+
+The end of the image is found by walking each format's structure, never by searching for a
+marker (an EXIF thumbnail carries its own JPEG EOI, a GIF payload may contain ``;``):
+
+- JPEG: markers are walked segment by segment; entropy-coded scans are skipped to the next
+  real marker; the image ends at the EOI that follows the last scan.
+- PNG: chunks are walked to ``IEND``; the image ends after IEND's 4-byte CRC.
+- GIF: blocks and sub-blocks are walked to the ``0x3B`` trailer.
+- WebP: the RIFF header's size field gives the end (any tail length).
+- BMP: the file header's size field gives the end.
+
+Everything after the end is the *tail*. Truncated or malformed structures raise
+:class:`~v4runtime.errors.ImageError` with reason ``truncated`` or ``corrupt``.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from v4runtime.errors import ImageError
+
+#: Formats the pipeline accepts, by the name Pillow uses.
+FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_EXIF_PREFIX = b"Exif\x00\x00"
+
+
+@dataclass
+class Container:
+    """What the container walk learned about a file (no pixels decoded).
+
+    Attributes:
+        format: One of :data:`FORMATS`.
+        image_end: Offset one past the last byte of the image; ``data[image_end:]`` is the tail.
+        exif: The EXIF block (TIFF header onwards, without the ``Exif\\0\\0`` prefix), or ``b""``.
+        frames: Number of frames seen (GIF image descriptors, APNG ``acTL``, WebP ``ANMF``).
+        text_chunks: Number of PNG text chunks (``tEXt``, ``zTXt``, ``iTXt``).
+        has_trns: A PNG ``tRNS`` chunk is present.
+        has_icc: An ICC profile is embedded.
+        lossless: WebP is VP8L (lossless); PNG, GIF and BMP are always lossless.
+        progressive: JPEG uses a progressive scan.
+        bit_depth: PNG bit depth, or bits per pixel for BMP; 8 otherwise.
+    """
+
+    format: str
+    image_end: int
+    exif: bytes = b""
+    frames: int = 1
+    text_chunks: int = 0
+    has_trns: bool = False
+    has_icc: bool = False
+    lossless: bool = True
+    progressive: bool = False
+    bit_depth: int = 8
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+def sniff_format(data: bytes) -> str | None:
+    """Return the format named by the file's magic bytes, or ``None``."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == _PNG_SIGNATURE:
+        return "PNG"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[:2] == b"BM":
+        return "BMP"
+    return None
+
+
+def _truncated(fmt: str, what: str) -> ImageError:
+    return ImageError(f"truncated {fmt} file: {what}", reason="truncated")
+
+
+def _corrupt(fmt: str, what: str) -> ImageError:
+    return ImageError(f"corrupt {fmt} file: {what}", reason="corrupt")
+
+
+def parse_container(data: bytes) -> Container:
+    """Walk the file's structure and return a :class:`Container`.
+
+    Raises:
+        ImageError: ``empty``, ``not_an_image``, ``truncated`` or ``corrupt``.
+    """
+    if not data:
+        raise ImageError("empty file", reason="empty")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise ImageError("not an image in a supported format (JPEG, PNG, GIF, WebP, BMP)", reason="not_an_image")
+    return _PARSERS[fmt](data)
+
+
+# --------------------------------------------------------------------------------------------- JPEG
+_STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])
+
+
+def _parse_jpeg(data: bytes) -> Container:
+    n = len(data)
+    pos = 2
+    exif = b""
+    has_icc = False
+    progressive = False
+    seen_scan = False
+    while True:
+        if pos >= n:
+            raise _truncated("JPEG", "no EOI marker after the last segment")
+        if data[pos] != 0xFF:
+            raise _corrupt("JPEG", f"expected a marker at offset {pos}")
+        while pos < n and data[pos] == 0xFF:  # fill bytes may precede a marker
+            pos += 1
+        if pos >= n:
+            raise _truncated("JPEG", "file ends inside a marker")
+        marker = data[pos]
+        pos += 1
+        if marker == 0xD9:  # EOI
+            if not seen_scan:
+                raise _corrupt("JPEG", "EOI before any scan")
+            return Container("JPEG", pos, exif=exif, has_icc=has_icc, progressive=progressive, lossless=False)
+        if marker in _STANDALONE:
+            continue
+        if pos + 2 > n:
+            raise _truncated("JPEG", "file ends inside a segment length")
+        length = (data[pos] << 8) | data[pos + 1]
+        if length < 2:
+            raise _corrupt("JPEG", f"segment length {length} at offset {pos}")
+        end = pos + length
+        if end > n:
+            raise _truncated("JPEG", f"segment 0x{marker:02X} runs past the end of the file")
+        if marker == 0xE1 and not exif and data[pos + 2 : pos + 8] == _EXIF_PREFIX:
+            exif = data[pos + 8 : end]
+        elif marker == 0xE2 and data[pos + 2 : pos + 14] == b"ICC_PROFILE\x00":
+            has_icc = True
+        elif marker in (0xC2, 0xC6, 0xCA, 0xCE):
+            progressive = True
+        pos = end
+        if marker == 0xDA:  # start of scan: skip entropy-coded data to the next real marker
+            seen_scan = True
+            pos = _skip_scan(data, pos)
+
+
+def _skip_scan(data: bytes, pos: int) -> int:
+    """Return the offset of the first marker after entropy-coded data starting at ``pos``."""
+    find = data.find
+    while True:
+        pos = find(b"\xff", pos)
+        if pos < 0 or pos + 1 >= len(data):
+            raise _truncated("JPEG", "scan data has no terminating marker")
+        nxt = data[pos + 1]
+        if nxt == 0x00 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:  # stuffing, restart, fill
+            pos += 1 if nxt == 0xFF else 2
+            continue
+        return pos
+
+
+# ---------------------------------------------------------------------------------------------- PNG
+def _parse_png(data: bytes) -> Container:
+    n = len(data)
+    pos = 8
+    exif = b""
+    text = 0
+    frames = 1
+    has_trns = has_icc = False
+    bit_depth = 8
+    first = True
+    while True:
+        if pos + 8 > n:
+            raise _truncated("PNG", "no IEND chunk")
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
+        if length > 0x7FFFFFFF:
+            raise _corrupt("PNG", f"chunk length {length}")
+        body = pos + 8
+        end = body + length + 4  # data + CRC
+        if end > n:
+            raise _truncated("PNG", f"chunk {ctype!r} runs past the end of the file")
+        if first:
+            if ctype != b"IHDR" or length < 13:
+                raise _corrupt("PNG", "first chunk is not IHDR")
+            bit_depth = data[body + 8]
+            first = False
+        if ctype == b"IEND":
+            return Container(
+                "PNG", end, exif=exif, frames=frames, text_chunks=text, has_trns=has_trns,
+                has_icc=has_icc, bit_depth=bit_depth,
+            )
+        if ctype == b"eXIf" and not exif:
+            exif = data[body : body + length]
+            if exif.startswith(_EXIF_PREFIX):
+                exif = exif[len(_EXIF_PREFIX) :]
+        elif ctype in (b"tEXt", b"zTXt", b"iTXt"):
+            text += 1
+        elif ctype == b"tRNS":
+            has_trns = True
+        elif ctype == b"iCCP":
+            has_icc = True
+        elif ctype == b"acTL" and length >= 8:
+            frames = max(1, struct.unpack(">I", data[body : body + 4])[0])
+        pos = end
+
+
+# ---------------------------------------------------------------------------------------------- GIF
+def _skip_sub_blocks(data: bytes, pos: int) -> int:
+    n = len(data)
+    while True:
+        if pos >= n:
+            raise _truncated("GIF", "file ends inside data sub-blocks")
+        size = data[pos]
+        pos += 1
+        if size == 0:
+            return pos
+        pos += size
+
+
+def _parse_gif(data: bytes) -> Container:
+    n = len(data)
+    if n < 13:
+        raise _truncated("GIF", "no logical screen descriptor")
+    packed = data[10]
+    pos = 13
+    if packed & 0x80:
+        pos += 3 * (2 << (packed & 0x07))
+    frames = 0
+    while True:
+        if pos >= n:
+            raise _truncated("GIF", "no trailer")
+        block = data[pos]
+        if block == 0x3B:  # trailer
+            if frames == 0:
+                raise _corrupt("GIF", "no image")
+            return Container("GIF", pos + 1, frames=frames)
+        if block == 0x21:  # extension: label, then sub-blocks
+            pos = _skip_sub_blocks(data, pos + 2)
+        elif block == 0x2C:  # image descriptor (9 bytes), optional local table, LZW size, sub-blocks
+            if pos + 10 > n:
+                raise _truncated("GIF", "file ends inside an image descriptor")
+            local = data[pos + 9]
+            pos += 10
+            if local & 0x80:
+                pos += 3 * (2 << (local & 0x07))
+            pos = _skip_sub_blocks(data, pos + 1)
+            frames += 1
+        else:
+            raise _corrupt("GIF", f"unknown block 0x{block:02X} at offset {pos}")
+
+
+# --------------------------------------------------------------------------------------------- WebP
+def _parse_webp(data: bytes) -> Container:
+    n = len(data)
+    if n < 12:
+        raise _truncated("WebP", "no RIFF header")
+    riff_size = struct.unpack("<I", data[4:8])[0]
+    end = 8 + riff_size
+    if riff_size < 4:
+        raise _corrupt("WebP", f"RIFF size {riff_size}")
+    if end > n:
+        raise _truncated("WebP", "RIFF size runs past the end of the file")
+    pos = 12
+    exif = b""
+    frames = 0
+    lossless = False
+    has_icc = False
+    while pos + 8 <= end:
+        fourcc = data[pos : pos + 4]
+        size = struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        body = pos + 8
+        if body + size > end:
+            raise _truncated("WebP", f"chunk {fourcc!r} runs past the RIFF size")
+        if fourcc == b"EXIF" and not exif:
+            exif = data[body : body + size]
+            if exif.startswith(_EXIF_PREFIX):
+                exif = exif[len(_EXIF_PREFIX) :]
+        elif fourcc == b"VP8L":
+            lossless = True
+            frames = max(frames, 1)
+        elif fourcc == b"VP8 ":
+            frames = max(frames, 1)
+        elif fourcc == b"ANMF":
+            frames += 1
+            if data[body + 16 : body + 20] == b"VP8L":  # the frame header is 16 bytes
+                lossless = True
+        elif fourcc == b"ICCP":
+            has_icc = True
+        pos = body + size + (size & 1)
+    if frames == 0:
+        raise _corrupt("WebP", "no image chunk")
+    return Container("WEBP", end, exif=exif, frames=frames, lossless=lossless, has_icc=has_icc)
+
+
+# ---------------------------------------------------------------------------------------------- BMP
+def _parse_bmp(data: bytes) -> Container:
+    n = len(data)
+    if n < 30:
+        raise _truncated("BMP", "no file and info header")
+    file_size, _, offset, header_size = struct.unpack("<I4sII", data[2:18])
+    if header_size < 12:
+        raise _corrupt("BMP", f"info header size {header_size}")
+    if header_size == 12:
+        width, height, _, bpp = struct.unpack("<hhHH", data[18:26])
+        compression = 0
+        image_size = 0
+    else:
+        if n < 54:
+            raise _truncated("BMP", "info header")
+        width, height, _, bpp, compression, image_size = struct.unpack("<iiHHII", data[18:38])
+    stride = ((abs(width) * bpp + 31) // 32) * 4
+    computed = offset + (image_size if compression not in (0, 3, 6) and image_size else stride * abs(height))
+    # The header's file size is authoritative; writers that leave it 0 fall back to the pixel array end.
+    end = file_size if file_size >= computed or (file_size and compression not in (0, 3, 6)) else computed
+    if end > n or computed > n:
+        raise _truncated("BMP", "pixel data runs past the end of the file")
+    return Container("BMP", end, bit_depth=bpp)
+
+
+_PARSERS = {"JPEG": _parse_jpeg, "PNG": _parse_png, "GIF": _parse_gif, "WEBP": _parse_webp, "BMP": _parse_bmp}

@@ -1,0 +1,205 @@
+"""The ``content`` stream: statistics of the bit streams in embedding order, plus LSB steganalysis.
+
+Sequential embedders write a framed payload from the top-left sample onwards, in a fixed order:
+pixel-interleaved R, G, B LSBs for ``lsb.rgb``; alpha LSBs for ``alpha``; palette-index LSBs for
+``palette``. For each of these three bit streams the first :data:`HEAD_BYTES` bytes are rebuilt
+in both packings (LSB-first and MSB-first) and described by :data:`BYTE_FEATURES`. Whole-image
+chi-square (Westfeld-Pfitzmann pairs of values) and sample-pairs (Dumitrescu-Wu-Wang) estimates
+follow. Layout, 64 values in [0, 1]:
+
+- ``[0:54]``: for each stream in :data:`BIT_STREAMS`, 18 values: present, ones ratio, then the
+  8 :data:`BYTE_FEATURES` for LSB-first, then the same 8 for MSB-first.
+- ``[54:60]``: chi-square p-value (whole image, head of the stream) for RGB, alpha, indices.
+- ``[60:62]``: sample-pairs embedding-rate estimate for RGB and alpha.
+- ``[62]``: fraction of horizontally adjacent RGB samples with equal LSBs.
+- ``[63]``: log2 of the number of samples / 32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from v4runtime.streams.spec import CONTENT_FEATURES
+
+#: Framing marker written by the stego embedders (``AI42``) and looked for here.
+MARKER = b"AI42"
+#: Bytes of each bit stream examined from its start.
+HEAD_BYTES = 4096
+#: The three bit streams, in layout order.
+BIT_STREAMS: tuple[str, ...] = ("lsb", "alpha", "palette")
+#: Names of the per-packing byte features, in layout order.
+BYTE_FEATURES: tuple[str, ...] = (
+    "printable_head",  # printable-ASCII ratio of the first 64 bytes
+    "printable",  # printable-ASCII ratio of the first HEAD_BYTES bytes
+    "marker_at_start",  # AI42 at offset 0
+    "marker_anywhere",  # AI42 within the first HEAD_BYTES bytes
+    "entropy",  # byte entropy / 8
+    "printable_run",  # length of the printable run from offset 0 / 256, clipped
+    "nul_terminated",  # a NUL ends a printable run of 4+ bytes from the start (after a marker)
+    "zero_bytes",  # fraction of NUL bytes
+)
+PER_STREAM = 2 + 2 * len(BYTE_FEATURES)
+
+_PRINTABLE = np.zeros(256, dtype=bool)
+_PRINTABLE[0x20:0x7F] = True
+_PRINTABLE[[9, 10, 13]] = True
+_LOG2 = np.zeros(HEAD_BYTES + 1)
+_LOG2[1:] = np.log2(np.arange(1, HEAD_BYTES + 1))
+
+
+def feature_names() -> list[str]:
+    """Return the 64 names of the ``content`` vector, in order (used by the docs and tests)."""
+    names: list[str] = []
+    for stream in BIT_STREAMS:
+        names += [f"{stream}.present", f"{stream}.ones_ratio"]
+        for order in ("lsb_first", "msb_first"):
+            names += [f"{stream}.{order}.{f}" for f in BYTE_FEATURES]
+    names += [f"chi2.{s}.{w}" for s in BIT_STREAMS for w in ("image", "head")]
+    names += ["spa.lsb", "spa.alpha", "lsb.neighbour_agreement", "log2_samples"]
+    assert len(names) == CONTENT_FEATURES
+    return names
+
+
+def _byte_features(data: np.ndarray) -> list[float]:
+    n = len(data)
+    if n == 0:
+        return [0.0] * len(BYTE_FEATURES)
+    printable = _PRINTABLE[data]
+    raw = data.tobytes()
+    counts = np.bincount(data, minlength=256)
+    p = counts[counts > 0]
+    entropy = float(np.log2(n) - (p * _LOG2[p]).sum() / n) if n <= HEAD_BYTES else 0.0
+    start = len(MARKER) if raw.startswith(MARKER) else 0
+    not_printable = np.flatnonzero(~printable[start:])
+    run = int(not_printable[0]) if len(not_printable) else n - start
+    terminated = run >= 4 and start + run < n and raw[start + run] == 0
+    return [
+        float(printable[:64].mean()),
+        float(printable.mean()),
+        float(raw.startswith(MARKER)),
+        float(raw.find(MARKER) >= 0),
+        entropy / 8.0,
+        min(run / 256.0, 1.0),
+        float(terminated),
+        float(counts[0]) / n,
+    ]
+
+
+def bit_stream_features(samples: np.ndarray | None) -> list[float]:
+    """Features of one bit stream given its samples in embedding order (1-D uint8)."""
+    if samples is None or samples.size == 0:
+        return [0.0] * PER_STREAM
+    bits = samples[: HEAD_BYTES * 8] & 1
+    usable = (len(bits) // 8) * 8
+    out = [1.0, float(bits.mean())]
+    for order in ("little", "big"):  # little = LSB-first packing
+        out += _byte_features(np.packbits(bits[:usable], bitorder=order))
+    return out
+
+
+def chi_square_p(samples: np.ndarray | None, hist: np.ndarray | None = None) -> float:
+    """Westfeld-Pfitzmann chi-square attack: probability that pairs of values are equalised.
+
+    Near 1 when LSB replacement has evened out each pair (2k, 2k+1) of the histogram. Pass
+    ``hist`` (256 bins) instead of ``samples`` when it is already known.
+    """
+    if hist is None:
+        if samples is None or samples.size < 64:
+            return 0.0
+        hist = np.bincount(samples.reshape(-1), minlength=256)
+    hist = np.asarray(hist, dtype=np.float64)
+    even, odd = hist[0::2], hist[1::2]
+    expected = (even + odd) / 2.0
+    keep = expected > 4  # cells with too few samples make the statistic meaningless
+    df = int(keep.sum()) - 1
+    if df < 1:
+        return 0.0
+    chi = float((((even[keep] - expected[keep]) ** 2) / expected[keep]).sum())
+    # Wilson-Hilferty approximation of the chi-square survival function (no SciPy needed).
+    k = 2.0 / (9.0 * df)
+    z = ((chi / df) ** (1.0 / 3.0) - (1.0 - k)) / math.sqrt(k)
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def sample_pairs(planes: list[np.ndarray] | tuple[np.ndarray, ...], max_pairs: int = 1 << 18) -> float:
+    """Sample-pairs analysis (Dumitrescu, Wu, Wang): estimated LSB embedding rate in [0, 1].
+
+    ``planes`` are ``(H, W)`` uint8 arrays; horizontally adjacent samples of each form the pairs.
+    Rows are subsampled evenly above ``max_pairs`` pairs per plane to bound the cost.
+    """
+    n = x = y = close = 0
+    for plane in planes:
+        if plane.ndim != 2 or plane.shape[1] < 2:
+            continue
+        step = max(1, plane.shape[0] * (plane.shape[1] - 1) // max_pairs)
+        rows = plane[::step]
+        u = rows[:, :-1]
+        v = rows[:, 1:]
+        differ = u != v
+        x_mask = differ & ((v > u) != (v & 1).astype(bool))
+        nx = int(np.count_nonzero(x_mask))
+        n += u.size
+        x += nx
+        y += int(np.count_nonzero(differ)) - nx
+        close += int(np.count_nonzero((u >> 1) == (v >> 1)))
+    a = close / 2.0
+    b = 2.0 * x - n
+    c = float(y - x)
+    if a == 0:
+        return 0.0
+    disc = b * b - 4 * a * c
+    if disc < 0:
+        return 0.0
+    roots = ((-b + math.sqrt(disc)) / (2 * a), (-b - math.sqrt(disc)) / (2 * a))
+    estimate = min(roots, key=abs)
+    return float(min(max(estimate, 0.0), 1.0))
+
+
+def content_features(
+    bands: tuple[np.ndarray, ...] | list[np.ndarray],
+    rgb_head: np.ndarray,
+    alpha: np.ndarray | None,
+    indices: np.ndarray | None,
+    histograms: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Build the 64-value ``content`` vector (see module docstring).
+
+    Args:
+        bands: R, G, B planes ``(H, W)`` uint8 of the whole image.
+        rgb_head: The first samples of the pixel-interleaved R, G, B stream (at least
+            ``HEAD_BYTES * 8`` when the image has that many).
+        alpha: Alpha plane or ``None``.
+        indices: Palette-index plane or ``None``.
+        histograms: Precomputed whole-image histograms (keys ``rgb``, ``alpha``, ``indices``).
+    """
+    histograms = histograms or {}
+    head = HEAD_BYTES * 8
+    alpha_stream = alpha.reshape(-1) if alpha is not None else None
+    index_stream = indices.reshape(-1) if indices is not None else None
+    out: list[float] = []
+    for stream in (rgb_head, alpha_stream, index_stream):
+        out += bit_stream_features(stream)
+    rgb_hist = histograms.get("rgb")
+    if rgb_hist is None:
+        rgb_hist = sum(np.bincount(b.reshape(-1), minlength=256) for b in bands)
+    out.append(chi_square_p(None, rgb_hist))
+    out.append(chi_square_p(rgb_head[:head]))
+    for key, stream in (("alpha", alpha_stream), ("indices", index_stream)):
+        if stream is None:
+            out += [0.0, 0.0]
+            continue
+        out.append(chi_square_p(stream, histograms.get(key)))
+        out.append(chi_square_p(stream[:head]))
+    out.append(sample_pairs(bands))
+    out.append(sample_pairs([alpha]) if alpha is not None else 0.0)
+    agree = total = 0
+    for band in bands:
+        step = max(1, band.size // (1 << 18))  # subsample rows of large images
+        lsb = band[::step] & 1
+        agree += int(np.count_nonzero(lsb[:, 1:] == lsb[:, :-1]))
+        total += lsb[:, 1:].size
+    out.append(agree / max(1, total))
+    out.append(min(math.log2(max(1, 3 * bands[0].size)) / 32.0, 1.0))
+    return np.asarray(out, dtype=np.float32)
