@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -24,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "v4runtime.scanner_commands",
     "v4runtime.quantization_commands",
     "v4runtime.monitoring.commands",
+    "v4runtime.service.commands",
     "v4runtime.runbooks.commands",
     "v4runtime.bench",
 )
@@ -64,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`v4runtime ... | head`): stop quietly, like other Unix tools.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,6 +28,9 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
 #: Payload-size buckets (bytes, inclusive lower bound, exclusive upper bound) for the TPR table.
 PAYLOAD_BUCKETS: tuple[tuple[int, int], ...] = ((1, 64), (64, 256), (256, 1024), (1024, 4097))
 
+#: Longest list of false positives / unreadable files kept in a report.
+MAX_LISTED = 200
+
 #: Payloads at least this large are held to the TPR target.
 TARGET_MIN_PAYLOAD = 64
 
@@ -335,9 +338,10 @@ def render_latency(latency: dict[str, Any]) -> list[str]:
 def render_markdown(report: dict[str, Any]) -> str:
     """The Markdown report for an evaluation (the model's metrics, confusion matrix, latency)."""
     meta = report["meta"]
+    seed = f", built with seed {meta['corpus_seed']}" if meta.get("corpus_seed") is not None else ""
     lines = [
         f"Model `{meta['model']}` (sha256 `{meta['model_sha256'][:12]}…`), threshold {meta['threshold']}, "
-        f"corpus `{meta['corpus']}` ({meta['files']} files), command `{meta['command']}`.",
+        f"corpus `{meta['corpus']}` ({meta['files']} files{seed}), command `{meta['command']}`.",
         "",
     ]
     lines += render_detector_markdown("model", report["model"])
@@ -345,6 +349,15 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += render_confusion(report["model"]["confusion"])
     lines += ["**Latency per file** (single process, batched inference)", ""]
     lines += render_latency(report["latency"])
+    fps = report.get("false_positives", [])
+    if fps:
+        lines += ["**Clean files flagged (false positives)**", "", "| file | probability |", "|---|---:|"]
+        lines += [f"| `{fp['path']}` | {fp['probability']:.4f} |" for fp in fps]
+        lines.append("")
+    if report.get("errors"):
+        lines += ["**Unreadable files**", "", "| file | reason |", "|---|---|"]
+        lines += [f"| `{e['path']}` | {e['reason']} |" for e in report["errors"]]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -404,6 +417,7 @@ def evaluate(
     workers: int = 1,
     batch_size: int = 8,
     progress: Any = None,
+    root: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Scan every sample once and score the model, the baselines and the stream ablation.
 
@@ -420,6 +434,7 @@ def evaluate(
         workers: threads reading and extracting files in parallel.
         batch_size: files per inference call.
         progress: optional callable, called with the number of files finished in each batch.
+        root: corpus folder; paths in the report's lists are made relative to it.
 
     Returns:
         ``{"model": metrics, "latency": ..., "baselines": {...}, "ablation": {...}, "errors": [...]}``.
@@ -490,10 +505,16 @@ def evaluate(
             pool.shutdown()
 
     model_m = detection_metrics(samples, model_v)
+    flagged_clean = [
+        {"path": _rel(s.path, root), "probability": v.probability}
+        for s, v in zip(samples, model_v, strict=True)
+        if not s.is_stego and v.error is None and v.is_stego
+    ]
     report: dict[str, Any] = {
         "model": model_m,
         "latency": latency_metrics(timings),
-        "errors": errors,
+        "false_positives": flagged_clean[:MAX_LISTED],
+        "errors": [{**e, "path": _rel(e["path"], root)} for e in errors[:MAX_LISTED]],
     }
     if baselines:
         report["baselines"] = {k: detection_metrics(samples, vs) for k, vs in base_v.items()}
@@ -508,6 +529,15 @@ def evaluate(
                 "delta_tpr_pp": _delta_pp(m["tpr"], model_m["tpr"]),
             }
     return report
+
+
+def _rel(path: str, root: str | os.PathLike[str] | None) -> str:
+    if root is None:
+        return path
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return path
 
 
 def _delta_pp(a: dict[str, Any], b: dict[str, Any]) -> float | None:

@@ -121,3 +121,16 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/store.db"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(scope="module")
+def fuzz_base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server with auth on (write token ``fuzz-writer``) for the schema fuzzer."""
+    workdir = tmp_path_factory.mktemp("fuzz-server")
+    server = start_server(workdir, f"sqlite:///{workdir}/m.db", env={
+        "V4_MONITOR__WRITE_TOKENS": "fuzz-writer", "V4_MONITOR__RATE_LIMIT_PER_SECOND": "100000",
+        # Large enough that an over-long batch (10,001 events) meets the 422 of the schema, not the 413.
+        "V4_MONITOR__MAX_BODY_BYTES": "33554432",
+    })
+    yield server.url
+    server.stop()

@@ -119,7 +119,7 @@ class _Graph:
         return self.op("Flatten", [self.op("GlobalAveragePool", [x])])
 
 
-def build_detector(path: Path, *, outlier_gain: float = 1.0, hidden: int = 512, seed: int = 0,
+def build_detector(path: Path, *, outlier_gain: float = 1.0, hidden: int = 768, seed: int = 0,
                    inputs: tuple = STREAM_SPECS) -> Path:
     """Write a hand-built detector ONNX model.
 

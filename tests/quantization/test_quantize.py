@@ -19,11 +19,12 @@ from v4runtime.quantization.quantize import sha256_file
 from v4runtime.streams.spec import OUTPUT_STEGO, STREAM_SPECS
 
 
-def _dq_weight_scales(model: Path) -> list[np.ndarray]:
+def _dq_weight_scales(model: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(int8 weight, scale) of every DequantizeLinear on a constant weight matrix/kernel."""
     proto = onnx.load(str(model))
     inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
     return [
-        inits[n.input[1]]
+        (inits[n.input[0]], inits[n.input[1]])
         for n in proto.graph.node
         if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None and inits[n.input[0]].dtype == np.int8
         and inits[n.input[0]].ndim >= 2
@@ -40,7 +41,7 @@ def test_output_is_qdq_s8s8_per_channel_and_much_smaller(robust: Path, robust_in
     dtypes = {z.dtype for z in zero_points}
     assert np.dtype(np.int8) in dtypes and np.dtype(np.uint8) not in dtypes  # S8S8 (int32 only for biases)
     scales = _dq_weight_scales(robust_int8)
-    assert scales and all(s.size > 1 for s in scales)  # per-channel weight scales
+    assert scales and all(s.size == w.shape[0] for w, s in scales)  # one scale per output channel
     ratio = robust.stat().st_size / robust_int8.stat().st_size
     assert ratio >= 3.5
 
@@ -67,7 +68,7 @@ def test_int8_runs_and_tracks_fp32(robust: Path, robust_int8: Path, images: Path
 
 def test_no_per_channel_and_entropy(robust: Path, images: Path, tmp_path: Path) -> None:
     out = quantize_model(robust, images, tmp_path / "m.onnx", per_channel=False, method="entropy", max_images=8)
-    assert all(s.size == 1 for s in _dq_weight_scales(out.output))
+    assert all(s.size == 1 for _, s in _dq_weight_scales(out.output))
     meta = read_quantization_metadata(out.output)
     assert (meta["per_channel"], meta["calibration_method"], meta["calibration_images"]) == ("false", "entropy", "8")
 

@@ -119,6 +119,9 @@ def test_hook_renders_pages_into_nav_under_strict_build(tmp_path: Path) -> None:
             strict: true
             validation: {{nav: {{omitted_files: warn}}, links: {{not_found: warn, anchors: warn}}}}
             markdown_extensions: [admonition, attr_list, tables, toc]
+            plugins:
+              - search
+              - htmlproofer: {{enabled: true, validate_external_urls: false, raise_error: true}}
             hooks: [{hook}]
             nav:
               - Home: index.md

@@ -83,6 +83,13 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
 async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Our errors and Starlette's (404, 405, ...)."""
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and not isinstance(exc, APIError):
+        # FastAPI's "error parsing the body" (e.g. bytes that are not UTF-8): same answer as bad JSON.
+        details = [{"field": "body", "message": str(exc.detail), "type": "body_invalid"}]
+        return JSONResponse(
+            envelope("validation_error", f"invalid field 'body': {exc.detail}", request_id_of(request), details),
+            status_code=422,
+        )
     code = getattr(exc, "code", None) or _CODES.get(exc.status_code, "error")
     message = getattr(exc, "message", None) or str(exc.detail)
     details = getattr(exc, "details", None)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mkdocs.exceptions import PluginError
+from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
 
 from v4runtime.errors import RunbookError
@@ -59,6 +60,7 @@ def on_config(config: Any) -> Any:
     return config
 
 
+@event_priority(100)  # before other plugins (htmlproofer indexes the files in its own on_files)
 def on_files(files: Files, config: Any) -> Files:
     """Add the generated pages to the site's files."""
     root = _root(config)

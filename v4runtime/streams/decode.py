@@ -68,6 +68,7 @@ class Decoded:
 def _open(data: bytes, container: Container, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # corrupt-EXIF and similar notes from Pillow: not our errors
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data), formats=[container.format])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -1,6 +1,6 @@
 """The pytest plugin that runs the site's shell, console and hidden Python fences.
 
-Registered globally by ``tests/conftest.py`` (so it also sees ``docs/``, outside ``tests/``).
+Registered globally by the repository-root ``conftest.py`` (so it also sees ``docs/``, outside ``tests/``).
 For each page under ``docs/`` it collects one item per fence that :func:`gate.classify` assigns
 to us, orders them together with pytest-markdown-docs' items by line, gives each page one
 :class:`PageSession` (scratch dir; also the cwd of the page's Python fences) and closes it after

@@ -1,7 +1,7 @@
-"""Root conftest: registers the docs harness plugin for the whole run.
+"""Repository-root conftest: registers the docs harness plugin for every pytest run.
 
-The plugin must see ``docs/`` (outside ``tests/``), which a conftest's own hooks would not, so it is
-registered as a global plugin here.
+It lives at the root so that it is loaded whatever the arguments (``pytest docs/page.md`` too),
+and registers the plugin globally because the plugin must see ``docs/``, outside ``tests/``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "docs"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "tests" / "docs"))
 
 from docharness.plugin import DocsPlugin  # noqa: E402
 

@@ -1,0 +1,41 @@
+"""``v4runtime service serve``: run the scan service."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``service`` command group."""
+    parser = subparsers.add_parser("service", help="the scan service (HTTP front of the scanner)")
+    sub = parser.add_subparsers(dest="service_command", metavar="SUBCOMMAND", required=True)
+    serve = sub.add_parser("serve", help="serve POST /v1/scan on loopback")
+    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8401; 0 picks a free one)")
+    serve.add_argument("--model", default=None, help="model name or ONNX path (default: the shipped model)")
+    serve.add_argument("--threshold", type=float, default=None, help="decision threshold (default: model card's)")
+    serve.add_argument("--monitor-url", default=None, help="monitoring API to report scans to (optional)")
+    serve.add_argument("--monitor-token", default=None, help="write token for the monitoring API")
+    serve.add_argument("--config", default=None, metavar="FILE", help="YAML settings file")
+    serve.add_argument("--port-file", default=None, metavar="FILE", help="write the bound port here")
+    serve.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from v4runtime.client import MonitoringClient
+    from v4runtime.config import load_settings
+    from v4runtime.scanner import Scanner
+    from v4runtime.service.app import create_scan_app
+    from v4runtime.serving import serve_app
+
+    settings = load_settings(args.config).scanner
+    scanner = Scanner(model=args.model or settings.model, threshold=settings.threshold if args.threshold is None else args.threshold)
+    monitor_url = args.monitor_url or settings.monitor_url
+    monitor = MonitoringClient(monitor_url, token=args.monitor_token) if monitor_url else None
+    app = create_scan_app(scanner, monitor)
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    return serve_app(
+        app, host=host, port=port, port_file=args.port_file,
+        banner=lambda url: f"v4runtime scan service: listening on {url} (model {scanner.model_name})",
+    )
