@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
@@ -44,6 +44,8 @@ class MonitorSettings(BaseModel):
     alert_interval_s: float = Field(default=15.0, gt=0)
     aggregate_retention_days: int = Field(default=400, ge=1)
     public_url: str | None = None
+    # NORMAL (WAL): a committed event survives a killed process; FULL: also a power cut (an fsync per commit).
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
 
     @field_validator("read_tokens", "write_tokens", mode="before")
     @classmethod

@@ -361,18 +361,28 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_files(report: dict[str, Any], stem: str) -> dict[str, str]:
+    """Every Markdown file of a report, by file name (``<stem>.md``, ``-comparison``, ``-ablation``)."""
+    files = {f"{stem}.md": render_markdown(report) + "\n"}
+    if "baselines" in report:
+        files[f"{stem}-comparison.md"] = render_comparison(report)
+    if "ablation" in report:
+        files[f"{stem}-ablation.md"] = render_ablation(report)
+    return files
+
+
 def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str], stem: str) -> tuple[Path, Path]:
-    """Write ``<stem>.json`` and ``<stem>.md`` into ``out_dir``; returns both paths."""
+    """Write ``<stem>.json`` and the Markdown files of :func:`render_files` into ``out_dir``.
+
+    Returns the JSON and main Markdown paths.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
-    json_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    md_path.write_text(render_markdown(report) + "\n", encoding="utf-8")
-    if "baselines" in report:
-        (out / f"{stem}-comparison.md").write_text(render_comparison(report), encoding="utf-8")
-    if "ablation" in report:
-        (out / f"{stem}-ablation.md").write_text(render_ablation(report), encoding="utf-8")
-    return json_path, md_path
+    json_path = out / f"{stem}.json"
+    json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")  # key order = table order
+    for name, text in render_files(report, stem).items():
+        (out / name).write_text(text, encoding="utf-8")
+    return json_path, out / f"{stem}.md"
 
 
 __all__ = [
@@ -388,6 +398,7 @@ __all__ = [
     "payload_bucket",
     "percentiles",
     "rate",
+    "render_files",
     "render_markdown",
     "wilson_interval",
     "write_report",
@@ -406,6 +417,69 @@ def _model_verdicts(out: dict[str, np.ndarray], threshold: float) -> list[Verdic
         Verdict(bool(p >= threshold), METHODS[int(np.argmax(m))] if p >= threshold else None, float(p))
         for p, m in zip(probs, methods, strict=True)
     ]
+
+
+_ChunkResult = tuple[list[Verdict], dict[str, list[Verdict]], dict[str, list[Verdict]],
+                     list[dict[str, float]], list[dict[str, Any]]]
+
+
+class _EvalState:
+    """One process' scanner and baselines; scores one chunk of files at a time."""
+
+    def __init__(self, scanner: Any, baselines: bool, ablation: bool) -> None:
+        from v4runtime.baselines import ChiSquareDetector, V3StyleDetector
+
+        self.scanner, self.baselines, self.ablation = scanner, baselines, ablation
+        self.detectors = {"V3-style": V3StyleDetector(), "chi-square": ChiSquareDetector()}
+
+    def run(self, paths: list[str]) -> _ChunkResult:
+        from v4runtime.streams.spec import STREAM_NAMES
+
+        scanner = self.scanner
+        prepared = [scanner.prepare(p) for p in paths]
+        scanner.infer(prepared, keep_arrays=True)
+        ok = [p.arrays for p in prepared if p.arrays is not None]
+        unreadable = Verdict(False, error="unreadable")
+        abl: dict[str, list[Verdict]] = {}
+        if self.ablation:
+            for name in STREAM_NAMES:
+                found = iter(_model_verdicts(scanner.run_model(ok, zero_streams={name}), scanner.threshold)
+                             if ok else [])
+                abl[name] = [next(found) if p.arrays is not None else unreadable for p in prepared]
+        base: dict[str, list[Verdict]] = {k: [] for k in self.detectors} if self.baselines else {}
+        c_model: list[Verdict] = []
+        c_time: list[dict[str, float]] = []
+        c_err: list[dict[str, Any]] = []
+        for p in prepared:
+            r = p.result
+            if r.error is not None or p.arrays is None:
+                c_model.append(Verdict(False, error=r.error))
+                c_err.append({"path": r.path, "error": r.error, "reason": r.error_reason})
+                for vs in base.values():
+                    vs.append(Verdict(False, error=r.error))
+                continue
+            c_model.append(Verdict(r.is_stego, r.method, r.probability))
+            c_time.append({**vars(r.timings), "total_ms": r.timings.total_ms})
+            for key in base:
+                flag, method, score = self.detectors[key].decide(p.arrays)
+                base[key].append(Verdict(flag, method, score))
+            p.arrays = None
+        return c_model, base, abl, c_time, c_err
+
+
+_WORKER_STATE: _EvalState | None = None
+
+
+def _eval_init(model_path: str, threshold: float, baselines: bool, ablation: bool) -> None:
+    from v4runtime.scanner import Scanner
+
+    global _WORKER_STATE
+    _WORKER_STATE = _EvalState(Scanner(model=model_path, threshold=threshold), baselines, ablation)
+
+
+def _eval_chunk_in_worker(paths: list[str]) -> _ChunkResult:
+    assert _WORKER_STATE is not None, "evaluation worker not initialised"
+    return _WORKER_STATE.run(paths)
 
 
 def evaluate(
@@ -431,7 +505,7 @@ def evaluate(
         baselines: also score :class:`~v4runtime.baselines.V3StyleDetector` and
             :class:`~v4runtime.baselines.ChiSquareDetector`.
         ablation: also run the model with each stream zeroed.
-        workers: threads reading and extracting files in parallel.
+        workers: worker processes (each with its own scanner, created once); 1 = this process.
         batch_size: files per inference call.
         progress: optional callable, called with the number of files finished in each batch.
         root: corpus folder; paths in the report's lists are made relative to it.
@@ -439,56 +513,28 @@ def evaluate(
     Returns:
         ``{"model": metrics, "latency": ..., "baselines": {...}, "ablation": {...}, "errors": [...]}``.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor
 
-    from v4runtime.baselines import ChiSquareDetector, V3StyleDetector
+    from v4runtime.scanner import _mp_context
     from v4runtime.streams.spec import STREAM_NAMES
 
-    v3, chi = V3StyleDetector(), ChiSquareDetector()
     model_v: list[Verdict] = []
     base_v: dict[str, list[Verdict]] = {"V3-style": [], "chi-square": []}
     abl_v: dict[str, list[Verdict]] = {name: [] for name in STREAM_NAMES}
     timings: list[dict[str, float]] = []
     errors: list[dict[str, Any]] = []
-    chunks = [list(samples[i : i + batch_size]) for i in range(0, len(samples), batch_size)]
-
-    def work(chunk: list[Sample]) -> tuple[list[Verdict], dict[str, list[Verdict]], dict[str, list[Verdict]],
-                                           list[dict[str, float]], list[dict[str, Any]]]:
-        prepared = [scanner.prepare(s.path) for s in chunk]
-        scanner.infer(prepared, keep_arrays=True)
-        ok = [p for p in prepared if p.arrays is not None]
-        arrays = [p.arrays for p in ok]
-        abl: dict[str, list[Verdict | None]] = {}
-        if ablation and arrays:
-            for name in STREAM_NAMES:
-                verdicts = iter(_model_verdicts(scanner.run_model(arrays, zero_streams={name}), scanner.threshold))
-                abl[name] = [next(verdicts) if p.arrays is not None else None for p in prepared]
-        base: dict[str, list[Verdict | None]] = {"V3-style": [], "chi-square": []}
-        c_model: list[Verdict] = []
-        c_time: list[dict[str, float]] = []
-        c_err: list[dict[str, Any]] = []
-        for p in prepared:
-            r = p.result
-            if r.error is not None:
-                err = Verdict(False, error=r.error)
-                c_model.append(err)
-                c_err.append({"path": r.path, "error": r.error, "reason": r.error_reason})
-                for key in base:
-                    base[key].append(err)
-                continue
-            c_model.append(Verdict(r.is_stego, r.method, r.probability))
-            c_time.append({**{k: v for k, v in vars(r.timings).items()}, "total_ms": r.timings.total_ms})
-            if baselines:
-                for key, det in (("V3-style", v3), ("chi-square", chi)):
-                    flag, method, score = det.decide(p.arrays)
-                    base[key].append(Verdict(flag, method, score))
-            p.arrays = None
-        err_v = Verdict(False, error="unreadable")
-        abl_out = {k: [v if v is not None else err_v for v in vs] for k, vs in abl.items()}
-        return c_model, base, abl_out, c_time, c_err  # type: ignore[return-value]
-
-    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
-    results = pool.map(work, chunks) if pool is not None else map(work, chunks)
+    chunks = [[s.path for s in samples[i : i + batch_size]] for i in range(0, len(samples), batch_size)]
+    if workers > 1 and len(chunks) > 1:
+        # stream extraction holds the GIL: worker processes (one session each) scale, threads do not
+        pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
+            max_workers=workers, mp_context=_mp_context(), initializer=_eval_init,
+            initargs=(str(scanner.model_path), scanner.threshold, baselines, ablation),
+        )
+        results: Iterable[_ChunkResult] = pool.map(_eval_chunk_in_worker, chunks, chunksize=4)
+    else:
+        pool = None
+        state = _EvalState(scanner, baselines, ablation)
+        results = (state.run(chunk) for chunk in chunks)
     try:
         for chunk, (c_model, base, abl, c_time, c_err) in zip(chunks, results, strict=True):
             model_v += c_model
@@ -502,7 +548,7 @@ def evaluate(
                 progress(len(chunk))
     finally:
         if pool is not None:
-            pool.shutdown()
+            pool.shutdown(cancel_futures=True)
 
     model_m = detection_metrics(samples, model_v)
     flagged_clean = [
@@ -517,7 +563,14 @@ def evaluate(
         "errors": [{**e, "path": _rel(e["path"], root)} for e in errors[:MAX_LISTED]],
     }
     if baselines:
-        report["baselines"] = {k: detection_metrics(samples, vs) for k, vs in base_v.items()}
+        report["baselines"] = {}
+        for key, vs in base_v.items():
+            m = detection_metrics(samples, vs)
+            m["false_positives"] = [
+                _rel(s.path, root) for s, v in zip(samples, vs, strict=True)
+                if not s.is_stego and v.error is None and v.is_stego
+            ][:MAX_LISTED]
+            report["baselines"][key] = m
     if ablation:
         report["ablation"] = {}
         for name, vs in abl_v.items():
@@ -549,15 +602,38 @@ def _delta_pp(a: dict[str, Any], b: dict[str, Any]) -> float | None:
 def render_comparison(report: dict[str, Any]) -> str:
     """Markdown: the model beside the V3-style and chi-square baselines, same corpus."""
     detectors = {"V4 model": report["model"], **report.get("baselines", {})}
-    lines = ["| detector | FPR (95% CI) | TPR (95% CI) | method accuracy |", "|---|---|---|---|"]
+    has_stego = report["model"]["stego"] > 0
+    if has_stego:
+        lines = ["| detector | FPR (95% CI) | TPR (95% CI) | method accuracy |", "|---|---|---|---|"]
+    else:
+        lines = ["| detector | FPR (95% CI) |", "|---|---|"]
     for name, m in detectors.items():
-        lines.append(f"| {name} | {fmt_rate(m['fpr'], 3)} | {fmt_rate(m['tpr'])} | {pct(m['method_accuracy']['rate'])} |")
-    lines += ["", f"**TPR per method, payloads >= {TARGET_MIN_PAYLOAD} B**", ""]
-    methods = sorted({k for m in detectors.values() for k in m["tpr_by_method_min64"]})
-    lines += ["| method | " + " | ".join(detectors) + " |", "|---|" + "---:|" * len(detectors)]
-    for method in methods:
-        cells = [pct(m["tpr_by_method_min64"].get(method, {}).get("rate")) for m in detectors.values()]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        cells = [fmt_rate(m["fpr"], 3)]
+        if has_stego:
+            cells += [fmt_rate(m["tpr"]), pct(m["method_accuracy"]["rate"])]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if has_stego:
+        lines += ["", f"**TPR per method, payloads >= {TARGET_MIN_PAYLOAD} B**", ""]
+        methods = sorted({k for m in detectors.values() for k in m["tpr_by_method_min64"]})
+        lines += ["| method | " + " | ".join(detectors) + " |", "|---|" + "---:|" * len(detectors)]
+        for method in methods:
+            cells = [pct(m["tpr_by_method_min64"].get(method, {}).get("rate")) for m in detectors.values()]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        kinds = sorted({k for m in detectors.values() for k in m.get("fpr_by_kind", {})} - {"?"})
+        if kinds:
+            lines += ["", "**FPR per kind of clean file**", ""]
+            lines += ["| kind | " + " | ".join(detectors) + " |", "|---|" + "---:|" * len(detectors)]
+            for kind in kinds:
+                cells = []
+                for m in detectors.values():
+                    r = m.get("fpr_by_kind", {}).get(kind)
+                    cells.append(f"{r['k']} / {r['n']}" if r else "n/a")
+                lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    else:
+        lines += ["", "Clean files flagged by each baseline:", ""]
+        for name, m in report.get("baselines", {}).items():
+            names = ", ".join(f"`{p}`" for p in m.get("false_positives", [])) or "none"
+            lines.append(f"- {name}: {names}")
     return "\n".join(lines) + "\n"
 
 
@@ -565,14 +641,16 @@ def render_ablation(report: dict[str, Any]) -> str:
     """Markdown: FPR and TPR with each stream zeroed, and the change against the full model."""
     base = report["model"]
     lines = [
-        "| stream zeroed | FPR | TPR | ΔFPR (pp) | ΔTPR (pp) |",
-        "|---|---:|---:|---:|---:|",
-        f"| none (full model) | {pct(base['fpr']['rate'], 3)} | {pct(base['tpr']['rate'])} | 0 | 0 |",
+        "| stream zeroed | FPR | false positives | TPR | ΔFPR (pp) | ΔTPR (pp) |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| none (full model) | {pct(base['fpr']['rate'], 3)} | {base['fpr']['k']} | {pct(base['tpr']['rate'])} "
+        "| 0 | 0 |",
     ]
     for name, a in report.get("ablation", {}).items():
         d_fpr = "n/a" if a["delta_fpr_pp"] is None else f"{a['delta_fpr_pp']:+.3f}"
         d_tpr = "n/a" if a["delta_tpr_pp"] is None else f"{a['delta_tpr_pp']:+.2f}"
-        lines.append(f"| {name} | {pct(a['fpr']['rate'], 3)} | {pct(a['tpr']['rate'])} | {d_fpr} | {d_tpr} |")
+        lines.append(f"| {name} | {pct(a['fpr']['rate'], 3)} | {a['fpr']['k']} | {pct(a['tpr']['rate'])} "
+                     f"| {d_fpr} | {d_tpr} |")
     return "\n".join(lines) + "\n"
 
 

@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "QDQ quantisation calibrated on a folder mixing clean and stego images). The output is "
         "written atomically; on any error no output file is left behind.",
     )
-    q.add_argument("--model", required=True, type=Path, help="FP32 ONNX detector")
+    q.add_argument("--model", required=True, help="FP32 ONNX detector: a path or a shipped model's name (v4-default)")
     q.add_argument("--calibration", required=True, type=Path, help="folder of clean and stego images (with manifest.jsonl)")
     q.add_argument("--out", required=True, type=Path, help="INT8 ONNX file to write")
     q.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="minmax", help="calibration method")
@@ -42,8 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "agreement, ΔFPR and ΔTPR per method against tolerances. Exit status 0 when the gate passes, "
         "1 when it fails, 2 on bad input.",
     )
-    v.add_argument("--fp32", required=True, type=Path, help="FP32 ONNX detector")
-    v.add_argument("--int8", required=True, type=Path, help="INT8 ONNX detector")
+    v.add_argument("--fp32", required=True, help="FP32 ONNX detector: a path or a shipped model's name")
+    v.add_argument("--int8", required=True, help="INT8 ONNX detector: a path or a model name")
     v.add_argument("--data", required=True, type=Path, help="folder of clean and stego images with manifest.jsonl")
     v.add_argument("--report", type=Path, help="write the JSON report here")
     v.add_argument("--markdown", type=Path, help="write a Markdown rendering of the report here")
@@ -86,6 +86,8 @@ def run_quantize(args: argparse.Namespace) -> int:
     )
     if result.excluded_nodes:
         print(f"  kept in float: {', '.join(result.excluded_nodes)}")
+    if result.card:
+        print(f"  card: {result.card}")
     return 0
 
 

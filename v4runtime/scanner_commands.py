@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--threshold", type=float, default=None, metavar="T", help="override the card's threshold")
     ev.add_argument("--out-dir", default=".", metavar="DIR", help="where to write the reports (default .)")
     ev.add_argument("--name", default=None, help="report file stem (default: the corpus folder's name)")
-    ev.add_argument("--workers", type=int, default=1, metavar="N", help="threads reading files (default 1)")
+    ev.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
     ev.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate the first N files only")
     ev.add_argument("--no-baselines", action="store_true", help="skip the V3-style and chi-square baselines")
     ev.add_argument("--no-ablation", action="store_true", help="skip the stream ablation")

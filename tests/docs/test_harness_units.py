@@ -83,6 +83,7 @@ def test_gate_assigns_each_fence(tmp_path: Path) -> None:
     assert coverage.summary_lines() == [
         "fences: 4 executed, 1 exempt",
         "  exempt docs/p.md:22 (bash fence): needs a Kubernetes cluster",
+        "  executed by: docharness 3, pytest-markdown-docs 1",
     ]
     assert not coverage.errors
 
@@ -244,3 +245,18 @@ def test_html_checker_finds_external_assets_and_broken_anchors(tmp_path: Path) -
     for needle in ("evil.example", "cdn.example", "fonts.example/css", "img.example", "fonts.example/f.css"):
         assert any(needle in p for p in external), needle
     assert not any("squidfunk" in p for p in external)
+
+
+def test_gate_covers_docstring_examples(tmp_path: Path) -> None:
+    (tmp_path / "v4runtime").mkdir()
+    (tmp_path / "v4runtime" / "mod.py").write_text(
+        'def f():\n    """Do it.\n\n    ```python\n    f()\n    ```\n    """\n\n\n'
+        'def g():\n    """Do it.\n\n    >>> g()\n    """\n\n\n'
+        'def h():\n    """Do it.\n\n    ```{.python notest exempt=\"shown only\"}\n    h()\n    ```\n    """\n'
+    )
+    coverage = collect_coverage(tmp_path, runbooks=list)
+    assert [(e.where, e.kind, bool(e.error), e.exempt) for e in coverage.entries] == [
+        ("v4runtime/mod.py:4", "docstring fence", True, None),
+        ("v4runtime/mod.py:13", "docstring doctest", True, None),
+        ("v4runtime/mod.py:20", "docstring fence", False, "shown only"),
+    ]

@@ -120,3 +120,18 @@ def test_unreadable_image_fails_midway_without_output(robust: Path, images: Path
     with pytest.raises(QuantizationError, match="stego-003.png"):
         quantize_model(robust, broken, sentinel)
     _assert_untouched(sentinel)
+
+
+def test_int8_card_lets_the_registry_load_the_int8_model(robust: Path, images: Path, tmp_path: Path) -> None:
+    from v4runtime.model.card import build_card, read_card, write_card
+    from v4runtime.model.registry import resolve_model
+
+    fp32 = tmp_path / "det.onnx"
+    fp32.write_bytes(robust.read_bytes())
+    write_card(build_card(fp32, name="det", threshold=0.42), tmp_path / "det.card.json")
+    result = quantize_model(fp32, images, tmp_path / "det.int8.onnx", max_images=6)
+    assert result.card == tmp_path / "det.int8.card.json"
+    resolved = resolve_model(result.output)  # sha256 and signature verified against the card
+    assert resolved.card.threshold == 0.42 and resolved.card.name == "det.int8"
+    assert resolved.card.training["quantization"]["fp32_sha256"] == sha256_file(fp32)
+    assert read_card(result.card).metrics == {}

@@ -119,3 +119,27 @@ def test_validate_command_accepts_shipped_runbooks() -> None:
     result = cli(["validate"], cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert f"{len(SHIPPED)} of {len(SHIPPED)} runbook(s) valid" in result.stdout
+
+
+def test_model_defaults_match_schema_defaults() -> None:
+    """The pydantic model and the JSON Schema state the same defaults (the page shows the schema's)."""
+    from v4runtime.runbooks.model import Param, Step, Verify
+
+    defs = schema()["$defs"]
+    pairs = [(Param, defs["param"]), (Step, defs["step"]), (Verify, defs["verify"])]
+    checked = 0
+    for model, node in pairs:
+        for key, spec in node["properties"].items():
+            if "default" in spec:
+                assert model.model_fields[key].default == spec["default"], f"{model.__name__}.{key}"
+                checked += 1
+    assert checked == 7
+
+
+def test_schema_table_lists_every_key() -> None:
+    from v4runtime.runbooks.render import schema_table
+
+    table = schema_table(schema())
+    for key in ("title", "steps[].timeout", "steps[].verify.expect", "params.NAME.secret"):
+        assert f"| `{key}` |" in table
+    assert "| `steps[].timeout` | number (> 0, ≤ 86400) | `60` |" in table

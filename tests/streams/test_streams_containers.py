@@ -6,8 +6,8 @@ import io
 
 import numpy as np
 import pytest
-from conftest import encode, image_bytes, natural
 from PIL import Image
+from v4_stream_images import encode, image_bytes, natural
 
 from v4runtime.errors import ImageError
 from v4runtime.stego.exif_block import MAKE, build_exif

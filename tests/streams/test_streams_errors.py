@@ -8,8 +8,8 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import encode, image_bytes, natural
 from PIL import Image
+from v4_stream_images import encode, image_bytes, natural
 
 from v4runtime.errors import ImageError
 from v4runtime.streams import extract_streams
@@ -53,7 +53,7 @@ def test_byte_cap() -> None:
 
 
 def test_16_bit_png_is_refused() -> None:
-    data = encode(Image.fromarray((natural(16, 16)[..., 0].astype(np.uint16) * 257)), "PNG")
+    data = encode(Image.fromarray(natural(16, 16)[..., 0].astype(np.uint16) * 257), "PNG")
     assert _reason(data) == "unsupported_mode"
     rgb16 = _png(4, 4, bit_depth=16, colour=2, body=b"\x00" + b"\x12\x34" * 12 * 4)
     assert _reason(rgb16) == "unsupported_mode"

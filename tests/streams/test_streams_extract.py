@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ALL_FORMATS, encode, image_bytes, natural
 from PIL import Image
+from v4_stream_images import ALL_FORMATS, encode, image_bytes, natural
 
 from v4runtime.streams import STREAM_SPECS, extract_streams, stack_streams
 from v4runtime.streams.content import feature_names

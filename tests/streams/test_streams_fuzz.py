@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ALL_FORMATS, encode, image_bytes, natural
 from PIL import Image
+from v4_stream_images import ALL_FORMATS, encode, image_bytes, natural
 
 from v4runtime.errors import ImageError
 from v4runtime.stego import embed

@@ -27,6 +27,7 @@ from v4runtime.datasets.sources import alpha_images, photos, random_view
 from v4runtime.errors import ConfigError
 from v4runtime.stego import BIT_METHODS, BIT_ORDERS, METHOD_FORMATS, embed
 from v4runtime.stego import exif_block as eb
+from v4runtime.stego.codec import quantize
 from v4runtime.streams.spec import METHODS
 
 MANIFEST = "manifest.jsonl"
@@ -107,8 +108,7 @@ def _natural_alpha(im: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 def _quantize(im: Image.Image, rng: np.random.Generator, colours: int | None = None) -> Image.Image:
     colours = colours or int(rng.choice([16, 32, 64, 128, 256, 256]))
-    dither = Image.Dither.FLOYDSTEINBERG if rng.random() < 0.5 else Image.Dither.NONE
-    return im.convert("RGB").quantize(colours, dither=dither)
+    return quantize(im, colours, dither=bool(rng.random() < 0.5))
 
 
 def _to_mode(im: Image.Image, mode: str, rng: np.random.Generator) -> Image.Image:
@@ -134,7 +134,7 @@ def _save(im: Image.Image, fmt: str, rng: np.random.Generator, **options: object
         im = im if im.mode in ("RGB", "L") else im.convert("RGB")
     elif fmt == "WEBP":
         if im.mode == "RGBA" or rng.random() < 0.3:
-            options.update(lossless=True, exact=True)
+            options.update(lossless=True, exact=True, method=0)
         else:
             options.setdefault("quality", int(rng.integers(50, 96)))
         im = im if im.mode in ("RGB", "RGBA") else im.convert("RGB")
@@ -258,7 +258,9 @@ def stego_item(seed: int, index: int, size: int = 256) -> Item:
             thumb = cover.copy()
             thumb.thumbnail((160, 120))
             options["thumbnail"] = _jpeg(thumb, 80)
-        if method == "raw" and fmt in ("PNG", "BMP") and rng.random() < 0.5:
+        if fmt == "GIF":
+            cover = _quantize(cover, rng)
+        elif method == "raw" and fmt in ("PNG", "BMP") and rng.random() < 0.5:
             cover = _to_mode(cover, str(rng.choice(["P", "L", "RGBA"])) if fmt == "PNG" else "P", rng)
     payload, kind = _payload(rng, limit)
     data = embed(cover, payload, method, fmt, bit_order=bit_order or "lsb-first", marker=marker, **options)

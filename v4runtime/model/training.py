@@ -74,6 +74,10 @@ class TrainResult:
     final: Scores | None = None
 
 
+def _print(message: str) -> None:
+    print(message, flush=True)  # flushed: progress must show up in piped CI logs as it happens
+
+
 def seed_everything(seed: int, threads: int) -> None:
     """Make a run reproducible: seeds, deterministic kernels, a fixed number of threads."""
     torch.manual_seed(seed)
@@ -153,7 +157,7 @@ def _loss(model: V4Detector, inputs: list[torch.Tensor], labels: torch.Tensor, m
     return loss
 
 
-def train(streams: StreamSet, config: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
+def train(streams: StreamSet, config: TrainConfig, log: Callable[[str], None] = _print) -> TrainResult:
     """Train a detector on ``streams`` with a seeded train/validation split."""
     if config.epochs < 1 or config.batch_size < 1:
         raise ConfigError("--epochs and --batch-size must be at least 1")
@@ -212,9 +216,20 @@ def train(streams: StreamSet, config: TrainConfig, log: Callable[[str], None] = 
     return result
 
 
+def _corpus_summary(data_dir: str | Path) -> dict[str, Any]:
+    """The corpus builder's own summary (``corpus.json``: seed, counts, build seconds), if present."""
+    path = Path(data_dir) / "corpus.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    keys = ("seed", "clean", "stego", "size", "seconds", "workers", "manifest_sha256")
+    return {k: summary[k] for k in keys if k in summary}
+
+
 def run(data_dir: str | Path, out: str | Path, config: TrainConfig, *, name: str | None = None,
         report: str | Path | None = None, argv: list[str] | None = None,
-        log: Callable[[str], None] = print) -> dict[str, Any]:
+        log: Callable[[str], None] = _print) -> dict[str, Any]:
     """The whole ``v4runtime train`` recipe: load (or extract) the corpus streams, train, export
     to ONNX, check parity, write the model card next to the model and, optionally, a JSON report."""
     from v4runtime.model.card import build_card, card_path, write_card
@@ -234,6 +249,7 @@ def run(data_dir: str | Path, out: str | Path, config: TrainConfig, *, name: str
     log(f"exported {out} ({out.stat().st_size:,} bytes); parity max |diff| {diff:.2e}")
     training: dict[str, Any] = {
         "command": " ".join(["v4runtime", *(argv or [])]),
+        "corpus": _corpus_summary(data_dir),
         "config": asdict(config),
         "corpus_images": len(streams),
         "corpus_stego": int(streams.labels.sum()),

@@ -7,6 +7,7 @@ Every error the API returns goes through here: our own :class:`APIError`, Starle
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -90,14 +91,39 @@ async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:
             envelope("validation_error", f"invalid field 'body': {exc.detail}", request_id_of(request), details),
             status_code=422,
         )
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        # Included routers only report the first matching route's methods; list every one of the path.
+        methods = allowed_methods(request)
+        if methods:
+            headers = {**(headers or {}), "Allow": ", ".join(methods)}
     code = getattr(exc, "code", None) or _CODES.get(exc.status_code, "error")
     message = getattr(exc, "message", None) or str(exc.detail)
     details = getattr(exc, "details", None)
     return JSONResponse(
         envelope(code, message, request_id_of(request), details),
         status_code=exc.status_code,
-        headers=getattr(exc, "headers", None),
+        headers=headers,
     )
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Methods the OpenAPI document lists for the request's path (probes also under /v1)."""
+    app = request.app
+    table = getattr(app.state, "allow_table", None)
+    if table is None:
+        table = []
+        for template, item in app.openapi()["paths"].items():
+            pattern = re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", template) + "$")
+            table.append((pattern, sorted(m.upper() for m in item)))
+        app.state.allow_table = table
+    path = request.url.path
+    if path.startswith("/v1/health"):
+        path = path[len("/v1") :]
+    for pattern, methods in table:
+        if pattern.match(path):
+            return methods
+    return []
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -65,8 +65,11 @@ def card_rates(model_path: Path) -> tuple[float | None, float | None]:
 
 def _resolve_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
-    if path.is_file():
-        return path
+    try:
+        if path.is_file():
+            return path
+    except (OSError, ValueError):  # name too long, NUL byte, ...: not a usable path
+        pass
     try:  # a shipped model name such as "v4-default"
         from v4runtime.model.registry import resolve_model  # type: ignore[import-not-found]
 
@@ -111,7 +114,11 @@ def register(store: Store, body: RegisterModel) -> ModelVersion:
     fpr, tpr = body.fpr, body.tpr
     if body.path is not None:
         path = _resolve_path(body.path)
-        sha256, size = _sha256(path), path.stat().st_size
+        try:
+            sha256, size = _sha256(path), path.stat().st_size
+        except OSError as exc:
+            raise APIError(422, "validation_error", f"invalid field 'path': cannot read {path}: {exc.strerror}",
+                           details=[{"field": "path", "message": "unreadable", "type": "value_error"}]) from exc
         card_fpr, card_tpr = card_rates(path)
         fpr = card_fpr if fpr is None else fpr
         tpr = card_tpr if tpr is None else tpr

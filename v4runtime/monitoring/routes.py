@@ -85,8 +85,32 @@ LogBody = Annotated[
     Annotated[InferenceEvent, Tag("single")] | Annotated[EventBatch, Tag("batch")], Discriminator(_shape)
 ]
 
-probes = APIRouter(tags=["probes"])
-api = APIRouter(responses=_errors(401, 422, 429))
+def _query_names(dependant: Any) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def known_query_only(request: Request) -> None:
+    """Dependency: 422 for query parameters the endpoint does not take (a typo should not pass silently)."""
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    allowed = _query_names(dependant)
+    for name in request.query_params:
+        if name not in allowed:
+            raise APIError(
+                422, "validation_error", f"invalid field '{name}': unknown query parameter",
+                details=[{"field": name, "message": "unknown query parameter", "type": "extra_forbidden"}],
+            )
+
+
+probes = APIRouter(tags=["probes"], dependencies=[Depends(known_query_only)])
+api = APIRouter(responses=_errors(401, 422, 429), dependencies=[Depends(known_query_only)])
 
 
 # Probes -------------------------------------------------------------------------------------

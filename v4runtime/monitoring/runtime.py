@@ -36,7 +36,7 @@ class Runtime:
     @classmethod
     def start(cls, settings: MonitorSettings, *, store: Store | None = None, rules: list[Rule] | None = None) -> Runtime:
         """Open the store and start the writer, alert and webhook threads."""
-        store = store if store is not None else open_store(settings.db_url)
+        store = store if store is not None else open_store(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
         if rules is None:
             rules = load_rules(settings.alert_rules) if settings.alert_rules else default_rules()
         metrics = Metrics()

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 Prediction = Literal["clean", "stego"]
 Window = Literal["5m", "15m", "1h", "6h", "24h", "7d"]
@@ -20,6 +20,16 @@ AlertStatus = Literal["pending", "firing", "resolved"]
 
 #: Window and granularity names in seconds.
 DURATIONS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800}
+
+def _not_bool(value: Any) -> Any:
+    # JSON true/false must not pass as 1/0 (pydantic's lax mode would accept them for numbers).
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not a boolean")
+    return value
+
+
+Num = Annotated[float, BeforeValidator(_not_bool)]
+Int = Annotated[int, BeforeValidator(_not_bool)]
 
 _ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
 
@@ -39,18 +49,25 @@ class InferenceEvent(_Strict):
     )
     timestamp: datetime | None = Field(default=None, description="When the inference ran (UTC); defaults to now.")
     model_version: str = Field(min_length=1, max_length=64, pattern=_ID_PATTERN)
-    latency_ms: float = Field(ge=0, le=3_600_000, description="End-to-end inference latency in milliseconds.")
-    probability: float | None = Field(default=None, ge=0, le=1, description="Stego probability; null on error.")
+    latency_ms: Num = Field(ge=0, le=3_600_000, description="End-to-end inference latency in milliseconds.")
+    probability: Num | None = Field(default=None, ge=0, le=1, description="Stego probability; null on error.")
     prediction: Prediction | None = Field(default=None, description="Decision at the threshold; null on error.")
     method: str | None = Field(default=None, max_length=32, description="Most likely embedding method, if any.")
     image_format: str | None = Field(default=None, max_length=16, description="Container format, e.g. png.")
-    image_bytes: int | None = Field(default=None, ge=0, le=1 << 40)
-    width: int | None = Field(default=None, ge=0, le=1 << 20)
-    height: int | None = Field(default=None, ge=0, le=1 << 20)
+    image_bytes: Int | None = Field(default=None, ge=0, le=1 << 40)
+    width: Int | None = Field(default=None, ge=0, le=1 << 20)
+    height: Int | None = Field(default=None, ge=0, le=1 << 20)
     label: Prediction | None = Field(default=None, description="Ground truth, when known (labelled traffic).")
     error: str | None = Field(default=None, max_length=64, description="Error reason when the scan failed.")
     pod: str | None = Field(default=None, max_length=128)
     node: str | None = Field(default=None, max_length=128)
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _iso_only(cls, value: object) -> object:
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("timestamp must be an ISO 8601 date-time string")
+        return value
 
     @field_validator("timestamp")
     @classmethod
@@ -188,6 +205,13 @@ class Acknowledge(_Strict):
         default=None, description="No notifications are sent for this alert before this time."
     )
 
+    @field_validator("suppress_until", mode="before")
+    @classmethod
+    def _iso_only(cls, value: object) -> object:
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("suppress_until must be an ISO 8601 date-time string")
+        return value
+
 
 class ModelVersion(_Strict):
     """One registered model version."""
@@ -222,9 +246,9 @@ class RegisterModel(_Strict):
     role: Literal["current", "canary", "retired"] = "canary"
     path: str | None = Field(default=None, max_length=4096)
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
-    size_bytes: int | None = Field(default=None, ge=0)
-    fpr: float | None = Field(default=None, ge=0, le=1)
-    tpr: float | None = Field(default=None, ge=0, le=1)
+    size_bytes: Int | None = Field(default=None, ge=0)
+    fpr: Num | None = Field(default=None, ge=0, le=1)
+    tpr: Num | None = Field(default=None, ge=0, le=1)
 
 
 class Rollback(_Strict):

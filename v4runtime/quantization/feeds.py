@@ -20,6 +20,23 @@ Feeds = dict[str, np.ndarray]
 _FLOAT = 1  # onnx.TensorProto.FLOAT
 
 
+def locate_model(name_or_path: str | Path) -> Path:
+    """Turn a model path, or a shipped model's name such as ``v4-default``, into a path.
+
+    A name is resolved through ``v4runtime.model.registry.resolve_model``, which also verifies the
+    file's sha256 against its card; a path is returned as it is (``check_model_inputs`` checks it).
+
+    Raises:
+        ModelError: A name that is not a shipped model, or a shipped model that fails verification.
+    """
+    path = Path(name_or_path)
+    if path.exists() or path.suffix == ".onnx" or len(path.parts) > 1:
+        return path
+    from v4runtime.model.registry import resolve_model
+
+    return resolve_model(str(name_or_path)).path
+
+
 def check_model_inputs(model_path: str | Path) -> None:
     """Check that a file is an ONNX detector with the eight named stream inputs.
 

@@ -20,10 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from v4runtime.errors import QuantizationError
-from v4runtime.quantization.feeds import Feeds, check_model_inputs, image_feeds
+from v4runtime.quantization.feeds import Feeds, check_model_inputs, image_feeds, locate_model
 from v4runtime.quantization.host import host_features
 from v4runtime.quantization.labels import load_image_set, require_both_classes
-from v4runtime.quantization.quantize import preprocess, read_quantization_metadata, select_balanced
+from v4runtime.quantization.quantize import (
+    preprocess,
+    read_quantization_metadata,
+    select_balanced,
+    sha256_file,
+)
 from v4runtime.quantization.stats import paired_difference_interval, wilson_interval
 from v4runtime.quantization.variant import choose_variant
 from v4runtime.streams.spec import METHODS, OUTPUT_STEGO
@@ -96,16 +101,13 @@ class GateReport:
 
 
 def _session(path: Path):
-    """A single-threaded session: latency per image, not parallel speed-up, is what we compare."""
-    import onnxruntime as ort
+    """A single-threaded session from the scanner's factory (the one place sessions are made).
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise QuantizationError(f"onnxruntime cannot load {path}: {exc}") from exc
+    One thread: per-image latency, not parallel speed-up, is what the ratio compares.
+    """
+    from v4runtime.scanner import create_session
+
+    return create_session(path, intra_op_threads=1)
 
 
 def _timed_probability(session, feeds: Feeds, repeats: int) -> tuple[float, float]:
@@ -172,8 +174,8 @@ def verify_quantization(
     """Run the gate: both models on the same labelled images, compared check by check.
 
     Args:
-        fp32: The FP32 detector.
-        int8: Its INT8 quantisation.
+        fp32: The FP32 detector (a path, or a shipped model's name such as ``v4-default``).
+        int8: Its INT8 quantisation (a path or a name).
         data: Folder of clean and stego images with ``manifest.jsonl``.
         tolerances: Gate limits (defaults: ΔFPR <= +0.01 pp, ΔTPR >= -0.1 pp, agreement >= 99.9%).
         threshold: Decision threshold; None reads it from the model card beside ``fp32`` (else 0.5).
@@ -188,7 +190,8 @@ def verify_quantization(
         QuantizationError: A model has the wrong inputs or does not load, the folder is unusable or
             not labelled, holds one class only, or an image cannot be read.
     """
-    fp32, int8 = Path(fp32), Path(int8)
+    names = {"fp32": str(fp32), "int8": str(int8)}
+    fp32, int8 = locate_model(fp32), locate_model(int8)
     tolerances = tolerances or Tolerances()
     check_model_inputs(fp32)
     check_model_inputs(int8)
@@ -252,6 +255,7 @@ def verify_quantization(
             "stego": int(stego.sum()),
             "per_method": {m: r["n"] for m, r in tpr.items()},
             "folder": str(image_set.root),
+            "manifest_sha256": sha256_file(image_set.root / "manifest.jsonl"),
         },
         threshold=float(threshold),
         agreement_pct=agreement,
@@ -267,14 +271,12 @@ def verify_quantization(
             "ratio": med8 / med32,
             "threads": 1,
             "repeats": repeats,
-            "what": "model inference only (streams extracted once, shared by both models)",
+            "what": "inference only; streams extracted once and fed to both models",
         },
         host=host.as_dict(),
         quantization=read_quantization_metadata(int8),
-        models={"fp32": str(fp32), "int8": str(int8), "threshold_source": threshold_source},
+        models={**names, "threshold_source": threshold_source},
     )
-    from v4runtime.quantization.quantize import sha256_file
-
     report.models.update(fp32_sha256=sha256_file(fp32), int8_sha256=sha256_file(int8))
     variant, reason = choose_variant(report.as_dict(), host)
     report.variant = {"choice": variant, "reason": reason}

@@ -21,10 +21,11 @@ import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
-from v4runtime.errors import QuantizationError, V4Error
-from v4runtime.quantization.feeds import FeedReader, check_model_inputs
+from v4runtime.errors import ModelError, QuantizationError, V4Error
+from v4runtime.quantization.feeds import FeedReader, check_model_inputs, locate_model
 from v4runtime.quantization.host import host_features
 from v4runtime.quantization.labels import LabelledImage, load_image_set, require_both_classes
 
@@ -56,6 +57,7 @@ class QuantizeResult:
         size_ratio: ``fp32_bytes / int8_bytes``.
         settings: The settings recorded in the model's metadata.
         excluded_nodes: Nodes kept in float.
+        card: The INT8 model's card, or None when the FP32 model had none.
         layer_losses: SQNR ranking computed for ``exclude_worst`` (worst first), else empty.
     """
 
@@ -66,10 +68,11 @@ class QuantizeResult:
     settings: dict[str, str]
     excluded_nodes: list[str] = field(default_factory=list)
     layer_losses: list[dict] = field(default_factory=list)
+    card: Path | None = None
 
     def as_dict(self) -> dict:
         """The result as a JSON-ready dict."""
-        return {**asdict(self), "output": str(self.output)}
+        return {**asdict(self), "output": str(self.output), "card": str(self.card) if self.card else None}
 
 
 def select_balanced(images: Sequence[LabelledImage], limit: int) -> list[LabelledImage]:
@@ -194,6 +197,37 @@ def _write_with_metadata(model_path: Path, target: Path, metadata: dict[str, str
     return len(data)
 
 
+def _card_path(model: Path) -> Path:
+    """``x.onnx`` -> ``x.card.json`` (the registry's convention)."""
+    return model.with_name(model.name.removesuffix(".onnx") + ".card.json")
+
+
+def _stage_card(fp32: Path, int8: Path, target: Path, out_name: str, settings: dict[str, str]) -> Path | None:
+    """Derive the INT8 model's card from the FP32 card, if the FP32 model has one.
+
+    The scanner only loads models whose card matches the file's sha256, so an INT8 model without a
+    card could not be deployed. The card keeps the FP32 threshold (the gate checks decisions at
+    that threshold) and drops the FP32 metrics, which were not measured on the INT8 file.
+    """
+    if not _card_path(fp32).is_file():
+        return None
+    from v4runtime.model.card import read_card, write_card
+
+    card = read_card(_card_path(fp32))
+    training = {**card.training, "quantization": {"from_fp32_sha256": settings["fp32_sha256"], **settings}}
+    int8_card = card.model_copy(
+        update={
+            "name": out_name.removesuffix(".onnx"),
+            "sha256": sha256_file(int8),
+            "created": datetime.now(UTC).replace(microsecond=0),
+            "size_bytes": int8.stat().st_size,
+            "training": training,
+            "metrics": {},
+        }
+    )
+    return write_card(int8_card, target)
+
+
 def quantize_model(
     model: str | Path,
     calibration: str | Path,
@@ -210,9 +244,11 @@ def quantize_model(
     """Quantise an FP32 detector to INT8 (QDQ, S8S8) with images from a calibration folder.
 
     Args:
-        model: FP32 ONNX detector with the eight stream inputs.
+        model: FP32 ONNX detector with the eight stream inputs (a path, or a shipped model's name).
         calibration: Folder of images mixing clean and stego files, with ``manifest.jsonl``.
-        output: Where to write the INT8 model (replaced atomically; untouched on failure).
+        output: Where to write the INT8 model (replaced atomically; untouched on failure). When the
+            FP32 model has a card (``NAME.card.json``), a card for the INT8 file is written beside
+            it, so the scanner and ``--model`` accept it.
         method: Calibration method: ``minmax``, ``entropy`` or ``percentile``.
         per_channel: Quantise weights per output channel.
         reduce_range: 7-bit weights; None chooses True on CPUs without VNNI.
@@ -231,7 +267,9 @@ def quantize_model(
     """
     import onnxruntime
 
-    model, output = Path(model), Path(output)
+    from v4runtime.scanner import create_session
+
+    model, output = locate_model(model), Path(output)
     if method not in CALIBRATION_METHODS:
         raise QuantizationError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
     if exclude_worst < 0 or max_images < 2:
@@ -283,10 +321,13 @@ def quantize_model(
         staged = Path(tmp) / "staged.onnx"
         int8_bytes = _write_with_metadata(qdq, staged, settings)
         try:
-            onnxruntime.InferenceSession(str(staged), providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise QuantizationError(f"the quantised model does not load in onnxruntime: {exc}") from exc
+            create_session(staged)  # prove the result loads before it replaces anything
+        except ModelError as exc:
+            raise QuantizationError(f"the quantised model does not load: {exc}") from exc
+        staged_card = _stage_card(model, staged, Path(tmp) / "staged.card.json", output.name, settings)
         os.replace(staged, output)
+        if staged_card is not None:
+            os.replace(staged_card, _card_path(output))
     settings["int8_size_bytes"] = str(int8_bytes)
     return QuantizeResult(
         output=output,
@@ -296,6 +337,7 @@ def quantize_model(
         settings=settings,
         excluded_nodes=excluded,
         layer_losses=losses,
+        card=_card_path(output) if staged_card is not None else None,
     )
 
 

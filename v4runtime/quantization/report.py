@@ -58,11 +58,11 @@ def render_markdown(report: Mapping[str, Any], *, title: str = "INT8 gate report
         f"{report['probability']['max_abs_diff']:.4f} (mean {report['probability']['mean_abs_diff']:.4f}).",
         f"- Size: FP32 {size['fp32_bytes']:,} bytes, INT8 {size['int8_bytes']:,} bytes: "
         f"**{size['ratio']:.2f}x smaller**.",
-        f"- Latency ({latency['what']}, {latency['threads']} thread, median of per-image best of "
-        f"{latency['repeats']}): FP32 {latency['fp32_median_ms']:.3f} ms, INT8 {latency['int8_median_ms']:.3f} ms: "
+        f"- Latency ({latency['what']}; {latency['threads']} thread; median over images of the best of "
+        f"{latency['repeats']} runs): FP32 {latency['fp32_median_ms']:.3f} ms, INT8 {latency['int8_median_ms']:.3f} ms: "
         f"**INT8/FP32 = {latency['ratio']:.2f}**.",
         f"- Host: {host['cpu_model'] or host['machine']} ({vnni}; flags: {flags}).",
-        f"- Variant choice: `{report['variant'].get('choice', 'n/a')}`: {report['variant'].get('reason', '')}",
+        f"- Variant choice on this host: {report['variant'].get('reason', 'n/a')}.",
     ]
     quant = report.get("quantization") or {}
     if quant:

@@ -68,6 +68,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--log", type=Path, help="audit log file (default: $V4_RUNBOOK_LOG or ~/.local/state/...)")
     p.set_defaults(func=cmd_record)
 
+    p = sub.add_parser("schema", help="print the runbook JSON Schema (for editors and other tools)")
+    p.set_defaults(func=cmd_schema)
+
     p = sub.add_parser("coverage", help="which runbook steps CI executes end to end (for the fence gate)")
     p.add_argument("--root", type=Path, default=Path("."), help="repository root (default: .)")
     p.add_argument("--json", action="store_true", help="one JSON object per step")
@@ -114,16 +117,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("Steps:")
     for i, s in enumerate(book.steps, 1):
         print(f"  {i}. {s.id}: {s.description.strip().splitlines()[0]}")
-        print(f"     run:      {s.run.strip().splitlines()[0]}{' ...' if len(s.run.strip().splitlines()) > 1 else ''}")
-        if s.verify.run:
-            print(f"     verify:   {s.verify.run.strip()}")
-        if s.verify.expect:
-            print(f"     expect:   /{s.verify.expect}/")
-        if s.rollback:
-            print(f"     rollback: {s.rollback.strip()}")
-        if s.confirm:
-            print(f"     confirm:  {s.confirm}")
+        rows = [("run", s.run), ("verify", s.verify.run), ("expect", f"/{s.verify.expect}/" if s.verify.expect else None),
+                ("rollback", s.rollback), ("confirm", s.confirm), ("ci exempt", s.ci_exempt)]
+        for label, text in rows:
+            if text:
+                print(f"     {label + ':':<10} {_brief(text)}")
+    print(f"\nPreview with: v4runtime runbook run {book.name} --dry-run")
     return 0
+
+
+def _brief(command: str) -> str:
+    """First line of a command, with a marker when there are more."""
+    lines = command.strip().splitlines()
+    return lines[0] + (f"  (+{len(lines) - 1} lines)" if len(lines) > 1 else "")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -241,4 +247,12 @@ def cmd_coverage(args: argparse.Namespace) -> int:
             f"{counts['runbooks']} runbooks, {counts['steps']} steps: {counts['executed']} executed by CI "
             f"({counts['commands_executed']} commands), {counts['exempt']} exempt"
         )
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema runbooks are validated against."""
+    from v4runtime.runbooks.schema import schema
+
+    print(json.dumps(schema(), indent=2))
     return 0

@@ -3,7 +3,10 @@
 Registered in ``mkdocs.yml`` under ``hooks:``. It adds one generated page per runbook
 (``runbooks/<name>.md``) and per record template (``runbooks/templates/<name>.md``) to the
 files and to the nav under "Runbooks", so ``mkdocs build --strict`` sees no omitted page, and
-replaces the marker ``<!-- runbooks:list -->`` in ``runbooks/index.md`` with a table of them.
+replaces markers in pages with text generated now: ``<!-- runbooks:list -->`` (the table of
+runbooks, required in ``runbooks/index.md``), ``<!-- runbooks:coverage -->`` (what CI runs),
+``<!-- runbooks:alert-rules -->`` (the monitoring API's default alert rules) and
+``<!-- runbooks:schema-table -->`` (every key of the format, from the JSON Schema).
 An invalid runbook fails the build with the validation message (file, step, field).
 """
 
@@ -19,7 +22,8 @@ from mkdocs.structure.files import File, Files
 from v4runtime.errors import RunbookError
 from v4runtime.runbooks.loader import load_all
 from v4runtime.runbooks.model import Runbook
-from v4runtime.runbooks.render import render_page, render_template, template_names
+from v4runtime.runbooks.render import render_page, render_template, schema_table, template_names
+from v4runtime.runbooks.schema import schema
 
 NAV_SECTION = "Runbooks"
 LIST_MARKER = "<!-- runbooks:list -->"
@@ -126,6 +130,7 @@ MARKERS = {
     LIST_MARKER: lambda config: list_table(_state.get("books", [])),
     "<!-- runbooks:coverage -->": lambda config: coverage_text(_root(config)),
     "<!-- runbooks:alert-rules -->": lambda config: alert_rules_table(),
+    "<!-- runbooks:schema-table -->": lambda config: schema_table(schema()),
 }
 
 

@@ -7,6 +7,7 @@ are rendered either blank (for the docs) or filled from a run in the audit log.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,41 @@ def render_template(directory: Path, name: str, context: dict[str, Any]) -> str:
         return env.get_template(name + TEMPLATE_SUFFIX).render(**context)
     except jinja2.UndefinedError as exc:
         raise RunbookError(f"template {name!r}: {exc.message}") from None
+
+
+def _schema_type(spec: dict[str, Any], defs: dict[str, Any]) -> str:
+    if "$ref" in spec:
+        return _schema_type(defs[spec["$ref"].rsplit("/", 1)[-1]], defs)
+    if "oneOf" in spec:
+        return " or ".join(_schema_type(s, defs) for s in spec["oneOf"])
+    if "enum" in spec:
+        return " \\| ".join(f"`{v}`" for v in spec["enum"])
+    kind = spec.get("type", "")
+    kind = " \\| ".join(kind) if isinstance(kind, list) else kind
+    limits = []
+    if "minimum" in spec:
+        limits.append(f"≥ {spec['minimum']}")
+    if "exclusiveMinimum" in spec:
+        limits.append(f"> {spec['exclusiveMinimum']}")
+    if "maximum" in spec:
+        limits.append(f"≤ {spec['maximum']}")
+    return kind + (f" ({', '.join(limits)})" if limits else "")
+
+
+def schema_table(schema: dict[str, Any]) -> str:
+    """Markdown table of every key of the runbook format, read from the JSON Schema itself."""
+    defs = schema["$defs"]
+    rows = ["| Key | Type | Default | Meaning |", "|---|---|---|---|"]
+
+    def add(prefix: str, node: dict[str, Any]) -> None:
+        required = set(node.get("required", []))
+        for key, spec in node["properties"].items():
+            default = f"`{json.dumps(spec['default'])}`" if "default" in spec else ("required" if key in required else "—")
+            meaning = _cell(spec.get("description", ""))
+            rows.append(f"| `{prefix}{key}` | {_schema_type(spec, defs)} | {default} | {meaning} |")
+
+    add("", schema)
+    add("params.NAME.", defs["param"])
+    add("steps[].", defs["step"])
+    add("steps[].verify.", defs["verify"])
+    return "\n".join(rows)

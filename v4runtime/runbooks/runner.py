@@ -361,6 +361,7 @@ class Runner:
             suffix = f" (attempt {attempt}/{step.retries + 1})" if step.retries else ""
             self.progress.begin(label + suffix, command)
             verify_done: Completed | None = None
+            verify_time = 0.0
             try:
                 completed = run_command(command, cwd=self.cwd, env=env, timeout=step.timeout, tick=self.progress.tick)
                 if verify_command is None:
@@ -369,7 +370,9 @@ class Runner:
                 elif completed.exit_code != 0 or completed.timed_out:
                     ok, verify = False, "not_run"
                 else:
+                    verify_start = time.monotonic()
                     ok, verify_done = self._verify(step, verify_command, env)
+                    verify_time = time.monotonic() - verify_start
                     verify = "passed" if ok else "failed"
             except Interrupted as exc:
                 completed, ok, verify = exc.completed, False, "not_run"
@@ -387,11 +390,12 @@ class Runner:
                 duration_s=round(completed.duration, 3),
                 verify=verify,
                 verify_exit_code=verify_done.exit_code if verify_done else None,
+                verify_duration_s=round(verify_time, 3) if verify_done else None,
                 output_sha256=sha256(output),
                 status=status,
             )
             outcome = StepOutcome(step.id, status, completed.exit_code, completed.duration, verify, attempt, output)
-            self.progress.end(self._describe(outcome, step))
+            self.progress.end(self._describe(outcome, step, verify_time if verify_done else None))
             if status in {"passed", "interrupted"}:
                 if status == "interrupted":
                     log.event("interrupted", step=step.id, signal="SIGINT/SIGTERM")
@@ -410,10 +414,10 @@ class Runner:
                 time.sleep(verify.interval)
         return False, completed
 
-    def _describe(self, outcome: StepOutcome, step: Step) -> str:
+    def _describe(self, outcome: StepOutcome, step: Step, verify_time: float | None = None) -> str:
         took = f"{outcome.duration:.2f}s"
         if outcome.status == "passed":
-            return f"passed in {took} (verify passed)"
+            return f"passed in {took} (verify passed{f' in {verify_time:.2f}s' if verify_time is not None else ''})"
         if outcome.status == "timeout":
             return f"TIMED OUT after {took} (limit {step.timeout:g}s; process group killed)"
         if outcome.status == "interrupted":

@@ -45,13 +45,21 @@ def load_cover(cover: Cover) -> Image.Image:
     return im
 
 
+def quantize(im: Image.Image, colours: int = 256, *, dither: bool = False) -> Image.Image:
+    """Reduce ``im`` to a palette of at most ``colours`` entries (fast octree; optional dithering)."""
+    pal = im.convert("RGB").quantize(colours, method=Image.Quantize.FASTOCTREE)
+    if dither:  # remap onto the same palette with Floyd-Steinberg error diffusion
+        pal = im.convert("RGB").quantize(palette=pal, dither=Image.Dither.FLOYDSTEINBERG)
+    return pal
+
+
 def prepare(im: Image.Image, fmt: str) -> Image.Image:
     """Convert ``im`` to a mode ``fmt`` stores as is."""
     has_alpha = im.mode in ("LA", "PA", "RGBA") or "transparency" in im.info
     if fmt == "JPEG":
         return im if im.mode in ("L", "RGB") else im.convert("RGB")
     if fmt == "GIF":
-        return im if im.mode in ("P", "L") else im.convert("RGB").quantize(256)
+        return im if im.mode in ("P", "L") else quantize(im)
     if fmt == "BMP":
         return im if im.mode in ("L", "P", "RGB") else im.convert("RGB")
     if fmt == "WEBP":
@@ -72,7 +80,8 @@ def encode(im: Image.Image, fmt: str, *, lossless: bool = True, quality: int = 9
     if fmt == "JPEG":
         options["quality"] = quality
     elif fmt == "WEBP":
-        options.update(lossless=True, exact=True) if lossless else options.update(quality=quality)
+        # method 0: the fastest lossless effort; the pixels are exact whatever the effort.
+        options.update(lossless=True, exact=True, method=0) if lossless else options.update(quality=quality)
     im.save(buf, fmt, **options)
     return buf.getvalue()
 

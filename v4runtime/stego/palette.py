@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from v4runtime.stego.codec import decode_for_extract, encode, samples_of
+from v4runtime.stego.codec import decode_for_extract, encode, quantize, samples_of
 from v4runtime.stego.framing import from_bits, write_lsbs
 
 FORMATS: tuple[str, ...] = ("GIF", "BMP", "PNG")
@@ -27,7 +27,7 @@ def to_palette(im: Image.Image) -> tuple[np.ndarray, list[int]]:
     elif im.mode == "L":
         pal = im.convert("P")
     else:
-        pal = im.convert("RGB").quantize(256)
+        pal = quantize(im)
     indices = np.array(pal)
     palette = list(pal.getpalette("RGB") or [0, 0, 0])
     entries = max(len(palette) // 3, int(indices.max()) + 1)

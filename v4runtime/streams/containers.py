@@ -110,7 +110,11 @@ def _parse_jpeg(data: bytes) -> Container:
         if pos >= n:
             raise _truncated("JPEG", "no EOI marker after the last segment")
         if data[pos] != 0xFF:
-            raise _corrupt("JPEG", f"expected a marker at offset {pos}")
+            # Extraneous bytes between segments: libjpeg skips to the next 0xFF, and so do we.
+            nxt = data.find(b"\xff", pos)
+            if nxt < 0:
+                raise _truncated("JPEG", "no EOI marker after the last segment")
+            pos = nxt
         while pos < n and data[pos] == 0xFF:  # fill bytes may precede a marker
             pos += 1
         if pos >= n:

@@ -19,6 +19,20 @@ from v4runtime.streams.spec import CAPABILITY_SLICE, META_WINDOW, STREAM_NAMES, 
 #: Files larger than this are refused before reading (bytes).
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
+#: Every ``ImageError.reason`` that :func:`extract_streams` raises, with its meaning.
+REASONS: dict[str, str] = {
+    "empty": "the file has no bytes",
+    "not_an_image": "the magic bytes are not JPEG, PNG, GIF, WebP or BMP",
+    "truncated": "the container or the pixel data ends early",
+    "corrupt": "the structure is malformed (bad lengths, unknown blocks, undecodable data)",
+    "too_many_pixels": "width x height is over the pixel cap or Pillow's decompression-bomb limit",
+    "too_large": "the file is over the byte cap",
+    "unsupported_mode": "16-bit PNG, CMYK JPEG and other non-8-bit modes",
+    "not_found": "the path does not exist",
+    "not_a_file": "the path is a directory",
+    "unreadable": "the file cannot be read (permissions, I/O error)",
+}
+
 
 @dataclass(frozen=True)
 class ImageInfo:

@@ -113,6 +113,10 @@ class Coverage:
         """``fences: N executed, M exempt`` followed by one line per exemption."""
         lines = [f"fences: {len(self.executed)} executed, {len(self.exempted)} exempt"]
         lines += [f"  exempt {e.where} ({e.kind}): {e.exempt}" for e in self.exempted]
+        runners: dict[str, int] = {}
+        for entry in self.executed:
+            runners[entry.runner or ""] = runners.get(entry.runner or "", 0) + 1
+        lines.append("  executed by: " + ", ".join(f"{name} {count}" for name, count in sorted(runners.items())))
         return lines
 
 
@@ -176,9 +180,55 @@ def collect_coverage(repo: Path, runbooks: RunbookSource | None = None, with_run
                         verdict.error,
                     )
                 )
+    coverage.entries += docstring_entries(repo)
     if with_runbooks:
         coverage.entries += runbook_entries(repo, runbooks)
     return coverage
+
+
+def docstring_entries(repo: Path, package: str = "v4runtime") -> list[Entry]:
+    """Code examples in docstrings, which mkdocstrings renders into the API reference.
+
+    No collector runs them (importing every module for pytest-markdown-docs would drag the
+    training code in), so each executable fence or ``>>>`` example must carry an exemption;
+    longer examples belong on a page or in ``snippets/``.
+    """
+    import ast
+
+    entries: list[Entry] = []
+    root = repo / package
+    if not root.is_dir():
+        return entries
+    for source in sorted(root.rglob("*.py")):
+        try:
+            tree = ast.parse(source.read_text(encoding="utf-8"))
+        except SyntaxError:
+            continue
+        nodes = [tree, *(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef))]
+        for node in nodes:
+            doc = ast.get_docstring(node, clean=False)
+            if not doc:
+                continue
+            first = node.body[0].lineno if getattr(node, "body", None) else 1
+            where_base = source.relative_to(repo)
+            for fence in find_fences(doc, source):
+                verdict = classify(fence, set())
+                line = first + fence.line - 1
+                if verdict.exempt:
+                    entries.append(Entry(f"{where_base}:{line}", "docstring fence", exempt=verdict.exempt))
+                elif verdict.runner or verdict.error:
+                    entries.append(
+                        Entry(f"{where_base}:{line}", "docstring fence",
+                              error=verdict.error or "docstring examples are not run: move it to a page or snippets/, or exempt it")
+                    )
+            for n, text in enumerate(doc.splitlines()):
+                if text.lstrip().startswith(">>> "):
+                    entries.append(
+                        Entry(f"{where_base}:{first + n}", "docstring doctest",
+                              error="doctest examples are not run: use a page, snippets/ or a test instead")
+                    )
+                    break
+    return entries
 
 
 def check_exemption_targets(repo: Path, coverage: Coverage) -> list[str]:

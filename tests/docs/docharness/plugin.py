@@ -9,7 +9,6 @@ the page's last item.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -135,16 +134,8 @@ class DocsPlugin:
         page = _page_of(item, self.docs_dir)
         if page is None or isinstance(item, FenceItem):
             return (yield)
-        session = self.session_for(page)
-        old_cwd, old_env = os.getcwd(), dict(os.environ)
-        os.chdir(session.scratch)
-        os.environ.update({k: session.env()[k] for k in ("PATH", "V4_REPO")})
-        try:
+        with self.session_for(page).python_context():
             return (yield)
-        finally:
-            os.chdir(old_cwd)
-            os.environ.clear()
-            os.environ.update(old_env)
 
     @pytest.hookimpl
     def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:

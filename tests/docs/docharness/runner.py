@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -222,12 +223,22 @@ class PageSession:
     def run_python_block(self, body: str, first_line: int, filename: str) -> None:
         """Run a Python block in-process with cwd = the scratch dir (tracebacks show page lines)."""
         code = compile("\n" * (first_line - 1) + body, filename, "exec", dont_inherit=True)
-        old_cwd = os.getcwd()
-        os.chdir(self.scratch)
-        try:
+        with self.python_context():
             exec(code, {"__name__": "__main__"})
+
+    @contextlib.contextmanager
+    def python_context(self) -> Iterator[None]:
+        """cwd = the scratch dir, and the blocks' PATH and V4_REPO, for in-process Python."""
+        old_cwd, old_env = os.getcwd(), dict(os.environ)
+        env = self.env()
+        os.chdir(self.scratch)
+        os.environ.update({key: env[key] for key in ("PATH", "V4_REPO")})
+        try:
+            yield
         finally:
             os.chdir(old_cwd)
+            os.environ.clear()
+            os.environ.update(old_env)
 
     def close(self) -> None:
         """Kill every process the page's blocks left running and remove the scratch directory."""

@@ -8,7 +8,7 @@ from v4runtime.monitoring.store.base import AlertRecord, ModelRecord, Store
 __all__ = ["AlertRecord", "ModelRecord", "Store", "open_store"]
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, sqlite_synchronous: str = "NORMAL") -> Store:
     """Open (and create the tables of) the store named by ``url``.
 
     ``sqlite:///path.db`` (relative), ``sqlite:////abs/path.db``, ``sqlite:///:memory:`` is refused
@@ -23,7 +23,7 @@ def open_store(url: str) -> Store:
         path = url[len("sqlite:///") :]
         if not path or path == ":memory:":
             raise StoreError("sqlite URL needs a file path, e.g. sqlite:///v4-monitor.db")
-        return SQLiteStore(path)
+        return SQLiteStore(path, synchronous=sqlite_synchronous)
     if url.startswith(("postgresql://", "postgres://")):
         from v4runtime.monitoring.store.postgres import PostgresStore
 

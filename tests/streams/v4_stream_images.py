@@ -1,12 +1,10 @@
-"""Fixtures for the streams tests: real image files made with Pillow in every format and mode."""
+"""Helpers for the streams tests: real image files made with Pillow in every format and mode."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 
 import numpy as np
-import pytest
 from PIL import Image
 
 
@@ -46,9 +44,3 @@ ALL_FORMATS: tuple[tuple[str, str], ...] = (
     ("JPEG", "RGB"), ("JPEG", "L"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "P"), ("PNG", "L"), ("PNG", "LA"),
     ("GIF", "P"), ("WEBP", "RGB"), ("WEBP", "RGBA"), ("BMP", "RGB"), ("BMP", "P"), ("BMP", "L"),
 )
-
-
-@pytest.fixture
-def make_image() -> Callable[..., bytes]:
-    """Return :func:`image_bytes`."""
-    return image_bytes

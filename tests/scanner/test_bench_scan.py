@@ -1,0 +1,29 @@
+"""`v4runtime bench scan` runs end to end on real files and writes its report (no timed assertions)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from v4runtime.cli import main
+
+
+def test_bench_scan_writes_report(tmp_path: Path, toy_model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["bench", "scan", "--images", "20", "--workers", "2", "--model", str(toy_model_path),
+                 "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    report = json.loads((tmp_path / "bench-scan.json").read_text())
+    assert report["images"] == 20 and report["model"] == "toy"
+    assert set(report["latency_ms"]) == {"read_ms", "streams_ms", "inference_ms", "total_ms"}
+    assert set(report["throughput_images_per_s"]) == {"1 worker", "2 workers (threads)", "2 workers (processes)"}
+    assert all(v > 0 for v in report["throughput_images_per_s"].values())
+    md = (tmp_path / "bench-scan.md").read_text()
+    assert md in out and "plain decode (Pillow, baseline)" in md
+
+
+def test_bench_scan_refuses_tiny_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "scan", "--images", "5", "--no-write"]) == 2
+    assert "--images" in capsys.readouterr().err

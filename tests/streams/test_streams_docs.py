@@ -1,0 +1,27 @@
+"""The generated docs tables are current, and the committed benchmark table matches its JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from v4runtime.bench.streams import _markdown
+from v4runtime.streams.doctables import render
+
+GENERATED = Path(__file__).resolve().parents[2] / "docs" / "generated" / "streams"
+
+
+def test_generated_tables_are_current() -> None:
+    for name, text in render().items():
+        path = GENERATED / name
+        assert path.is_file(), f"missing {path}: run python -m v4runtime.streams.doctables docs/generated/streams"
+        assert path.read_text(encoding="utf-8") == text, (
+            f"{path} is stale: run python -m v4runtime.streams.doctables docs/generated/streams"
+        )
+
+
+def test_bench_table_matches_its_json() -> None:
+    result = json.loads((GENERATED / "bench.json").read_text(encoding="utf-8"))
+    assert (GENERATED / "bench.md").read_text(encoding="utf-8") == _markdown(result, result["size"])
+    for phase in ("default", "tuned"):
+        assert result[phase]["images"] >= 100 and result[phase]["ratio_extract_over_decode"] > 0

@@ -1,0 +1,409 @@
+"""Monitoring API benchmark: latency percentiles and throughput per endpoint, SQLite and PostgreSQL.
+
+``v4runtime bench monitor`` starts ``v4runtime monitor serve`` in a subprocess on 127.0.0.1 for each
+backend, drives bounded load with a lean asyncio HTTP/1.1 client (keep-alive connections) and prints,
+per endpoint, p50/p95/p99 latency and throughput. ``GET /health/live`` measured the same way is the
+baseline (the cost of the HTTP stack and of the load generator, which share the machine's cores).
+Results go to ``docs/generated/monitoring/bench.json`` and are rendered to ``bench.md`` and
+``endpoints.md`` (the endpoint table of the Monitoring API page).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUTPUT = Path("docs/generated/monitoring")
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+#: Endpoints of the page's table: (method, path, purpose, seed SLA in ms, our p99 target in ms or None).
+ENDPOINTS: list[tuple[str, str, str, float, float | None]] = [
+    ("GET", "/health", "Service health and dependency checks", 100, 5),
+    ("POST", "/v1/metrics/log", "Log one inference event (202 once durable)", 50, 5),
+    ("GET", "/v1/metrics/stats", "Aggregated stats over a window (1h shown)", 500, 20),
+    ("GET", "/v1/alerts/recent", "Recent alerts", 200, 5),
+    ("GET", "/v1/models/versions", "Model versions (current, canary, previous)", 100, 5),
+    ("GET", "/metrics", "Prometheus exposition", 100, 5),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``v4runtime bench monitor``."""
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--pg-url", default=os.environ.get("V4_BENCH_PG_URL", PG_URL))
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measured phase")
+    parser.add_argument("--log-rate", type=float, default=1000.0, help="open-loop rate for /metrics/log")
+    parser.add_argument("--stats-events", type=int, default=1_000_000, help="events preloaded in the stats window")
+    parser.add_argument("--batch-size", type=int, default=1000, help="events per request in the batch phase")
+    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--no-write", action="store_true", help="print only; do not update the generated files")
+    parser.add_argument("--quick", action="store_true", help="tiny load (a smoke run, not a measurement)")
+
+
+# A lean HTTP/1.1 client: httpx would cost more CPU than the server on a 2-core machine. --------------
+class _Conn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> _Conn:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def request(self, raw: bytes) -> int:
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        if length:
+            await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _raw(method: str, path: str, body: bytes = b"", token: str = "bench") -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+    if body:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+def _event_body(batch: int = 1) -> bytes:
+    def one() -> str:
+        p = random.random()
+        return (f'{{"request_id":"{uuid.uuid4().hex}","model_version":"v4-default","latency_ms":'
+                f'{random.uniform(5, 40):.3f},"probability":{p:.4f},"prediction":"{"stego" if p > 0.9 else "clean"}"}}')
+
+    if batch == 1:
+        return one().encode()
+    return ('{"events":[' + ",".join(one() for _ in range(batch)) + "]}").encode()
+
+
+@dataclass
+class Result:
+    """Latencies (ms) and counts of one phase."""
+
+    name: str
+    latencies: list[float]
+    seconds: float
+    errors: int
+    events_per_request: int = 1
+
+    def summary(self) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+
+        def q(p: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(p * len(lat)))], 3) if lat else None
+
+        requests_per_s = len(lat) / self.seconds if self.seconds else 0.0
+        return {
+            "name": self.name, "requests": len(lat), "errors": self.errors, "seconds": round(self.seconds, 3),
+            "requests_per_s": round(requests_per_s, 1),
+            "events_per_s": round(requests_per_s * self.events_per_request, 1),
+            "p50_ms": q(0.50), "p95_ms": q(0.95), "p99_ms": q(0.99), "max_ms": q(1.0),
+        }
+
+
+async def _closed_loop(port: int, name: str, make: Any, *, concurrency: int, duration: float,
+                       expect: int, events_per_request: int = 1) -> Result:
+    conns = [await _Conn.open(port) for _ in range(concurrency)]
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + duration
+
+    async def worker(conn: _Conn) -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            raw = make()
+            t0 = time.perf_counter()
+            status = await conn.request(raw)
+            if status == expect:
+                latencies.append((time.perf_counter() - t0) * 1000)
+            else:
+                errors += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in conns))
+    elapsed = time.perf_counter() - t0
+    for conn in conns:
+        conn.close()
+    return Result(name, latencies, elapsed, errors, events_per_request)
+
+
+async def _open_loop(port: int, name: str, make: Any, *, rate: float, duration: float, expect: int,
+                     concurrency: int = 64) -> Result:
+    """Requests sent on a fixed schedule; latency counts from the scheduled time (no coordinated omission)."""
+    pool: asyncio.Queue[_Conn] = asyncio.Queue()
+    conns = [await _Conn.open(port) for _ in range(concurrency)]
+    for conn in conns:
+        pool.put_nowait(conn)
+    latencies: list[float] = []
+    errors = 0
+    bodies = [make() for _ in range(int(rate * duration))]
+
+    async def one(raw: bytes, scheduled: float) -> None:
+        nonlocal errors
+        conn = await pool.get()
+        status = await conn.request(raw)
+        pool.put_nowait(conn)
+        if status == expect:
+            latencies.append((time.perf_counter() - scheduled) * 1000)
+        else:
+            errors += 1
+
+    start = time.perf_counter()
+    tasks = []
+    for i, raw in enumerate(bodies):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(raw, scheduled)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    for conn in conns:
+        conn.close()
+    return Result(name, latencies, elapsed, errors)
+
+
+# Server lifecycle ------------------------------------------------------------------------------
+def _start_server(db_url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port_file = workdir / "port"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("V4_")}
+    env.update({
+        "V4_MONITOR__WRITE_TOKENS": "bench", "V4_MONITOR__RATE_LIMIT_PER_SECOND": "10000000",
+        "V4_MONITOR__MAX_BODY_BYTES": str(64 << 20), "V4_MONITOR__ALERT_INTERVAL_S": "15",
+    })
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "v4runtime", "monitor", "serve", "--db", db_url, "--port", "0",
+         "--port-file", str(port_file)],
+        env=env, stdout=subprocess.DEVNULL, stderr=(workdir / "server.log").open("wb"),
+    )
+    deadline = time.monotonic() + 30
+    while not port_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"monitor server did not start: {(workdir / 'server.log').read_text()[-1000:]}")
+        time.sleep(0.05)
+    return proc, int(port_file.read_text())
+
+
+def _preload(db_url: str, n: int) -> float:
+    """Insert n events spread over the last hour straight into the store; returns seconds taken."""
+    from v4runtime.monitoring.schemas import InferenceEvent
+    from v4runtime.monitoring.store import open_store
+
+    store = open_store(db_url)
+    t0 = time.perf_counter()
+    now = time.time()
+    chunk = 50_000
+    try:
+        for start in range(0, n, chunk):
+            events = []
+            for i in range(start, min(n, start + chunk)):
+                p = random.random()
+                events.append(InferenceEvent.model_construct(
+                    request_id=f"pre-{i}", timestamp=datetime.fromtimestamp(now - random.uniform(0, 3500), UTC),
+                    model_version="v4-default", latency_ms=random.lognormvariate(2.7, 0.4), probability=p,
+                    prediction="stego" if p > 0.9 else "clean", label="clean" if i % 10 == 0 else None,
+                    method=None, image_format=None, image_bytes=None, width=None, height=None, error=None,
+                    pod=None, node=None,
+                ))
+            store.write_events(events)
+    finally:
+        store.close()
+    return time.perf_counter() - t0
+
+
+async def _measure(port: int, args: argparse.Namespace, db_url: str) -> dict[str, Any]:
+    d = args.duration
+    results: dict[str, Any] = {}
+    get = {path: _raw("GET", path) for path in
+           ("/health/live", "/health", "/v1/alerts/recent", "/v1/models/versions", "/metrics",
+            "/v1/metrics/stats?window=1h")}
+
+    results["baseline /health/live"] = (await _closed_loop(
+        port, "GET /health/live", lambda: get["/health/live"], concurrency=4, duration=d, expect=200)).summary()
+    log_one = lambda: _raw("POST", "/v1/metrics/log", _event_body())  # noqa: E731
+    results["log open-loop"] = (await _open_loop(
+        port, f"POST /v1/metrics/log @ {args.log_rate:g}/s", log_one, rate=args.log_rate, duration=d,
+        expect=202)).summary()
+    results["log max"] = (await _closed_loop(
+        port, "POST /v1/metrics/log (max)", log_one, concurrency=32, duration=d, expect=202)).summary()
+    batch_bodies = [_raw("POST", "/v1/metrics/log", _event_body(args.batch_size)) for _ in range(16)]
+    # Batch bodies are reused, so after the first pass events are duplicates: mint fresh ones per request.
+    results["log batch"] = (await _closed_loop(
+        port, f"POST /v1/metrics/log ({args.batch_size} events)",
+        lambda: _raw("POST", "/v1/metrics/log", _event_body(args.batch_size)),
+        concurrency=4, duration=d, expect=202, events_per_request=args.batch_size)).summary()
+    del batch_bodies
+
+    preload_s = await asyncio.to_thread(_preload, db_url, args.stats_events)
+    results["preload"] = {"events": args.stats_events, "seconds": round(preload_s, 2)}
+    for key, path in (("stats", "/v1/metrics/stats?window=1h"), ("health", "/health"),
+                      ("alerts", "/v1/alerts/recent"), ("models", "/v1/models/versions"), ("prometheus", "/metrics")):
+        results[key] = (await _closed_loop(
+            port, f"GET {path}", lambda p=path: get[p], concurrency=4, duration=d, expect=200)).summary()
+    return results
+
+
+def _bench_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="v4-bench-") as tmp:
+        workdir = Path(tmp)
+        schema = None
+        if backend == "sqlite":
+            db_url = f"sqlite:///{workdir}/bench.db"
+        else:
+            import psycopg
+
+            schema = f"v4bench_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(args.pg_url, autocommit=True) as conn:
+                conn.execute(f"CREATE SCHEMA {schema}")
+            sep = "&" if "?" in args.pg_url else "?"
+            db_url = f"{args.pg_url}{sep}options=-csearch_path%3D{schema}"
+        proc, port = _start_server(db_url, workdir)
+        try:
+            results = asyncio.run(_measure(port, args, db_url))
+            import httpx
+
+            stats = httpx.get(f"http://127.0.0.1:{port}/v1/metrics/stats", params={"window": "1h"},
+                              headers={"Authorization": "Bearer bench"}, timeout=30).json()
+            results["stats_window_events"] = stats["events"]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            if schema is not None:
+                import psycopg
+
+                with psycopg.connect(args.pg_url, autocommit=True) as conn:
+                    conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    return results
+
+
+# Rendering -------------------------------------------------------------------------------------
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float) and value >= 1000:
+        return f"{value:,.0f}{unit}"
+    return f"{value:g}{unit}" if isinstance(value, float) else f"{value:,}{unit}"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """bench.md: per backend, every phase with percentiles and throughput, and the targets."""
+    lines = [
+        f"Measured by `{report['command']}` on {report['machine']} ({report['date']}); "
+        f"{report['settings']['duration_s']:g} s per phase; 1-minute load average {report['load_average_1m']:g} "
+        "at the start (the load generator and the server share the same cores). "
+        "Latency is client-side, from request to full answer.",
+        "",
+    ]
+    for backend, res in report["backends"].items():
+        base = res["baseline /health/live"]["p99_ms"] or 1
+        lines += [f"**{backend}**", "", "| Phase | Requests | req/s | events/s | p50 ms | p95 ms | p99 ms | p99 / baseline |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for key in ("baseline /health/live", "log open-loop", "log max", "log batch", "stats", "health", "alerts",
+                    "models", "prometheus"):
+            r = res[key]
+            ratio = f"{r['p99_ms'] / base:.1f}×" if r["p99_ms"] else "–"
+            lines.append(f"| {r['name']} | {_fmt(r['requests'])} | {_fmt(r['requests_per_s'])} | "
+                         f"{_fmt(r['events_per_s'])} | {_fmt(r['p50_ms'])} | {_fmt(r['p95_ms'])} | "
+                         f"{_fmt(r['p99_ms'])} | {ratio} |")
+        lines += ["", f"Stats window held {_fmt(res['stats_window_events'])} events "
+                  f"({_fmt(res['preload']['events'])} preloaded in {res['preload']['seconds']:g} s).", ""]
+    lines += ["**Targets on this machine**", "", "| Target | " + " | ".join(report["backends"]) + " |",
+              "|---|" + "---|" * len(report["backends"])]
+    for label, check in _targets():
+        cells = []
+        for res in report["backends"].values():
+            value, ok = check(res)
+            cells.append(f"{value} ({'met' if ok else 'not met'})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _targets() -> list[tuple[str, Any]]:
+    def p99(key: str, limit: float) -> Any:
+        return lambda r: (f"{_fmt(r[key]['p99_ms'])} ms", (r[key]["p99_ms"] or 1e9) <= limit)
+
+    return [
+        ("/metrics/log p99 ≤ 5 ms at 1,000 req/s", p99("log open-loop", 5)),
+        ("≥ 5,000 single-event requests/s", lambda r: (f"{_fmt(r['log max']['requests_per_s'])}/s",
+                                                     r["log max"]["requests_per_s"] >= 5000)),
+        ("≥ 100,000 events/s in batch posts", lambda r: (f"{_fmt(r['log batch']['events_per_s'])}/s",
+                                                        r["log batch"]["events_per_s"] >= 100_000)),
+        ("/metrics/stats p99 ≤ 20 ms, 1M events in window", p99("stats", 20)),
+        ("/health p99 ≤ 5 ms", p99("health", 5)),
+        ("/alerts/recent p99 ≤ 5 ms", p99("alerts", 5)),
+        ("/models/versions p99 ≤ 5 ms", p99("models", 5)),
+    ]
+
+
+_PHASE_OF = {"/health": "health", "/v1/metrics/log": "log open-loop", "/v1/metrics/stats": "stats",
+             "/v1/alerts/recent": "alerts", "/v1/models/versions": "models", "/metrics": "prometheus"}
+
+
+def render_endpoints(report: dict[str, Any]) -> str:
+    """endpoints.md: the endpoint table of the Monitoring API page, p99 per backend from the benchmark."""
+    backends = list(report["backends"])
+    head = "| Endpoint | Purpose | Seed SLA | Our p99 target | " + " | ".join(f"p99 {b}" for b in backends) + " |"
+    lines = [head, "|---|---|---:|---:|" + "---:|" * len(backends)]
+    for method, path, purpose, sla, target in ENDPOINTS:
+        cells = [f"{_fmt(report['backends'][b][_PHASE_OF[path]]['p99_ms'])} ms" for b in backends]
+        lines.append(f"| `{method} {path}` | {purpose} | < {sla:g} ms | "
+                     f"{'≤ ' + format(target, 'g') + ' ms' if target else '–'} | " + " | ".join(cells) + " |")
+    lines += ["", f"p99 measured by `{report['command']}` ({report['date']}, {report['machine']}); "
+              "`/v1/metrics/log` at 1,000 requests/s, `/v1/metrics/stats` over a 1-hour window holding "
+              f"{_fmt(min(r['stats_window_events'] for r in report['backends'].values()))}+ events."]
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark, print the tables, and write the generated files."""
+    if args.quick:
+        args.duration, args.stats_events, args.log_rate, args.batch_size = 0.5, 2000, 200.0, 100
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    report: dict[str, Any] = {
+        "command": "v4runtime bench monitor" + (" --quick" if args.quick else ""),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}",
+        # Shared machines skew every figure: record how busy this one was when the run started.
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "settings": {"duration_s": args.duration, "log_rate": args.log_rate, "stats_events": args.stats_events,
+                     "batch_size": args.batch_size},
+        "backends": {},
+    }
+    for backend in backends:
+        print(f"benchmarking {backend} ...", flush=True)
+        report["backends"][backend] = _bench_backend(backend, args)
+    text = render_markdown(report)
+    print(text)
+    if not args.no_write:
+        out: Path = args.output_dir
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        (out / "bench.md").write_text(text, encoding="utf-8")
+        (out / "endpoints.md").write_text(render_endpoints(report), encoding="utf-8")
+        print(f"wrote {out}/bench.json, bench.md, endpoints.md")
+    return 0

@@ -1,0 +1,78 @@
+"""Render the streams tables included in the docs (``docs/generated/streams/``).
+
+Run ``python -m v4runtime.streams.doctables docs/generated/streams`` after changing the stream
+contract, the feature layouts, the error reasons or the methods; a test fails while the
+committed tables differ from what this module renders.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from v4runtime.stego import BIT_METHODS, BIT_ORDERS, METHOD_FORMATS
+from v4runtime.streams.content import feature_names
+from v4runtime.streams.extract import REASONS
+from v4runtime.streams.features import FORMAT_FEATURE_NAMES
+from v4runtime.streams.spec import META_WINDOW, METHODS, STREAM_SPECS, VIEW
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render() -> dict[str, str]:
+    """Return ``{file name: Markdown}`` for every generated streams table."""
+    streams = _table(
+        ["#", "stream", "shape (no batch axis)", "dtype", "channels"],
+        [[str(i), f"`{s.name}`", f"`{s.shape}`", f"`{s.dtype.__name__}`", s.summary] for i, s in enumerate(STREAM_SPECS)],
+    )
+    constants = _table(["constant", "value"], [["`VIEW` (window side)", str(VIEW)], ["`META_WINDOW` (bytes per window)", str(META_WINDOW)]])
+    fmt = _table(["index", "feature"], [[str(i), f"`{n}`"] for i, n in enumerate(FORMAT_FEATURE_NAMES)])
+    content = _table(["index", "feature"], [[str(i), f"`{n}`"] for i, n in enumerate(feature_names())])
+    reasons = _table(["reason", "meaning"], [[f"`{k}`", v] for k, v in REASONS.items()])
+    methods = _table(
+        ["#", "method", "formats", "bit orders"],
+        [
+            [str(i), f"`{m}`", ", ".join(METHOD_FORMATS[m]), ", ".join(BIT_ORDERS) if m in BIT_METHODS else "n/a (whole bytes)"]
+            for i, m in enumerate(METHODS)
+        ],
+    )
+    from v4runtime.datasets import corpus
+
+    corpus_table = _table(
+        ["parameter", "value"],
+        [
+            ["payload size (bytes, log-uniform)", f"{corpus.PAYLOAD_MIN} to {corpus.PAYLOAD_MAX}"],
+            ["share of clean images that are hard negatives", f"{corpus.HARD_NEGATIVE_SHARE:.0%}"],
+            ["hard-negative kinds", ", ".join(f"`{k}`" for k in corpus.HARD_NEGATIVES)],
+            ["clean (format, mode) profiles", ", ".join(f"{f} {m}" for f, m in dict.fromkeys(corpus.CLEAN_PROFILES))],
+        ],
+    )
+    return {
+        "corpus.md": corpus_table,
+        "streams.md": streams,
+        "constants.md": constants,
+        "format-features.md": fmt,
+        "content-features.md": content,
+        "reasons.md": reasons,
+        "methods.md": methods,
+    }
+
+
+def write(out: Path) -> list[Path]:
+    """Write every table into ``out``; return the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in render().items():
+        path = out / name
+        path.write_text(text, encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised by the docs build instructions
+    for written in write(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/generated/streams")):
+        print(written)
