@@ -17,11 +17,10 @@ import contextlib
 import logging
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -68,7 +67,7 @@ def _event(event: InferenceEvent | Mapping[str, Any] | None, fields: Mapping[str
         event = InferenceEvent.model_validate(dict(fields))
     elif not isinstance(event, InferenceEvent):
         event = InferenceEvent.model_validate({**event, **fields})
-    return event.normalised(datetime.now(UTC))
+    return event
 
 
 def _payload(events: Iterable[InferenceEvent]) -> dict[str, Any]:
@@ -525,7 +524,3 @@ class AsyncMonitoringClient(_Base):
         """``GET /v1/models/versions``."""
         return await self._request("GET", f"{self.api_url}/models/versions", ModelVersions)
 
-
-def new_request_id() -> str:
-    """A fresh request id (what the client uses when an event has none)."""
-    return uuid.uuid4().hex

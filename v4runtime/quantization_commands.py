@@ -21,6 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--calibration", required=True, type=Path, help="folder of clean and stego images (with manifest.jsonl)")
     q.add_argument("--out", required=True, type=Path, help="INT8 ONNX file to write")
     q.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="minmax", help="calibration method")
+    q.add_argument(
+        "--activations",
+        choices=("s8", "u8"),
+        default="s8",
+        help="activation type: s8 (S8S8, default) or u8 (U8S8, often faster on x86)",
+    )
     q.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True, help="per-channel weights (default on)")
     q.add_argument(
         "--reduce-range",
@@ -66,6 +72,7 @@ def run_quantize(args: argparse.Namespace) -> int:
         args.calibration,
         args.out,
         method=args.method,
+        activations=args.activations,
         per_channel=args.per_channel,
         reduce_range=args.reduce_range,
         exclude_nodes=args.exclude_node,

@@ -94,3 +94,14 @@ def test_evaluate_plain_folder(toy_model_path: Path, tmp_path: Path, capsys: pyt
     assert report["model"]["clean"] == 3 and report["model"]["stego"] == 0
     assert "ablation" not in report and "baselines" not in report
     assert report["model"]["tpr"]["rate"] is None
+
+
+def test_ablation_stride_compares_on_the_same_files(corpus: Path, toy_model_path: Path) -> None:
+    report = evaluate(Scanner(toy_model_path), load_corpus(corpus), baselines=False, batch_size=3,
+                      ablation_stride=2)
+    base = report["ablation_base"]
+    assert (base["files"], base["stride"]) == (6, 2)  # batches 0 and 2 of 4: files 0-2 and 6-8
+    meta = report["ablation"]["meta"]
+    assert meta["fpr"]["n"] + meta["tpr"]["n"] == base["fpr"]["n"] + base["tpr"]["n"]
+    assert meta["tpr"]["n"] == 3 and meta["delta_tpr_pp"] == pytest.approx(-100 * base["tpr"]["rate"])
+    assert "baselines" not in report

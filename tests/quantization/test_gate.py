@@ -83,9 +83,10 @@ def test_cli_exit_codes_and_reports(robust: Path, robust_int8: Path, fragile: Pa
 def test_cli_quantize(robust: Path, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "q.onnx"
     assert main(["quantize", "--model", str(robust), "--calibration", str(images), "--out", str(out),
-                 "--no-per-channel", "--max-images", "6", "--json"]) == 0
+                 "--no-per-channel", "--reduce-range", "--max-images", "6", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["settings"]["per_channel"] == "false" and result["int8_bytes"] == out.stat().st_size
+    assert result["settings"]["reduce_range"] == "true"
     assert main(["quantize", "--model", str(tmp_path / "none.onnx"), "--calibration", str(images),
                  "--out", str(tmp_path / "x.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "x.onnx").exists()

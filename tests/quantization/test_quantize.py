@@ -66,11 +66,16 @@ def test_int8_runs_and_tracks_fp32(robust: Path, robust_int8: Path, images: Path
     assert abs(float(p32[0]) - float(p8[0])) < 0.05
 
 
-def test_no_per_channel_and_entropy(robust: Path, images: Path, tmp_path: Path) -> None:
-    out = quantize_model(robust, images, tmp_path / "m.onnx", per_channel=False, method="entropy", max_images=8)
+def test_no_per_channel_entropy_and_u8_activations(robust: Path, images: Path, tmp_path: Path) -> None:
+    out = quantize_model(robust, images, tmp_path / "m.onnx", per_channel=False, method="entropy", max_images=8,
+                         activations="u8")
     assert all(s.size == 1 for _, s in _dq_weight_scales(out.output))
     meta = read_quantization_metadata(out.output)
     assert (meta["per_channel"], meta["calibration_method"], meta["calibration_images"]) == ("false", "entropy", "8")
+    assert meta["activation_type"] == "QUInt8"
+    zero_points = [numpy_helper.to_array(t) for t in onnx.load(str(out.output)).graph.initializer
+                   if t.name.endswith("zero_point")]
+    assert np.dtype(np.uint8) in {z.dtype for z in zero_points}  # U8 activations, S8 weights
 
 
 @pytest.fixture
@@ -135,3 +140,11 @@ def test_int8_card_lets_the_registry_load_the_int8_model(robust: Path, images: P
     assert resolved.card.threshold == 0.42 and resolved.card.name == "det.int8"
     assert resolved.card.training["quantization"]["fp32_sha256"] == sha256_file(fp32)
     assert read_card(result.card).metrics == {}
+
+
+def test_output_may_not_overwrite_the_fp32_model(robust: Path, images: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "model.onnx"
+    copy.write_bytes(robust.read_bytes())
+    with pytest.raises(QuantizationError, match="is the FP32 model itself"):
+        quantize_model(copy, images, tmp_path / "." / "model.onnx")
+    assert copy.read_bytes() == robust.read_bytes()

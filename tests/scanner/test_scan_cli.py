@@ -115,3 +115,21 @@ def test_extract_recovers_payloads(toy_model_path: Path, tmp_path: Path, capsys:
     code, out, _ = scan(capsys, str(tmp_path / "lsb.png"), "--extract", "--threshold", "0.0",
                         "--model", str(toy_model_path))
     assert "payload (lsb.rgb, 12 B): 'meet at dawn'" in out
+
+
+def test_progress_bar_only_on_a_terminal(toy_model_path: Path, image_dir: Path) -> None:
+    import io
+
+    from v4runtime.scanner_commands import _progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert _progress_bar(3, io.StringIO()) is None
+    term = Terminal()
+    bar = _progress_bar(3, term)
+    for _ in range(3):
+        bar.advance(1)
+    bar.close()
+    assert "\r" in term.getvalue() and "3/3" in term.getvalue()

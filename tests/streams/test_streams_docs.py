@@ -23,5 +23,4 @@ def test_generated_tables_are_current() -> None:
 def test_bench_table_matches_its_json() -> None:
     result = json.loads((GENERATED / "bench.json").read_text(encoding="utf-8"))
     assert (GENERATED / "bench.md").read_text(encoding="utf-8") == _markdown(result, result["size"])
-    for phase in ("default", "tuned"):
-        assert result[phase]["images"] >= 100 and result[phase]["ratio_extract_over_decode"] > 0
+    assert result["images"] >= 100 and result["ratio_extract_over_decode"] > 0

@@ -26,9 +26,9 @@ def test_every_format_gives_the_spec_shapes(fmt: str, mode: str) -> None:
     np.testing.assert_array_equal(streams.capability, streams.format[:5])
 
 
-def test_reads_paths_too(tmp_path) -> None:
+def test_reads_paths_too(tmp_path, make_image) -> None:
     path = tmp_path / "x.png"
-    path.write_bytes(image_bytes("PNG"))
+    path.write_bytes(make_image("PNG"))
     assert extract_streams(path).info.size == (64, 48)
 
 

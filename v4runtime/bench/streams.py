@@ -5,9 +5,6 @@ mode of the corpus, half of them carrying a payload) are decoded with Pillow
 (``Image.open`` + ``load``) and passed through ``extract_streams``, in the same process, one
 core, alternating rounds, timed in CPU seconds of this process; the best round of each is
 reported to damp noise from other load on a shared machine.
-Two phases: first with the C library's default allocator settings, then after
-:func:`~v4runtime.streams.tune_allocator` (the setting a long-running extractor should use);
-each phase has its own decode baseline.
 """
 
 from __future__ import annotations
@@ -124,17 +121,12 @@ def _markdown(result: dict[str, object], size: int) -> str:
     lines = [
         f"| {size}x{size} files, one core (CPU time) | Pillow decode | extract_streams | ratio (extract / decode) |",
         "|---|---:|---:|---:|",
+        f"| all {result['images']} | {result['decode_images_per_s']:.0f} images/s | "
+        f"{result['extract_images_per_s']:.0f} images/s | {result['ratio_extract_over_decode']:.2f}x |",
     ]
-    for phase, label in (("default", "default allocator"), ("tuned", "`tune_allocator()`")):
-        res = result[phase]  # type: ignore[index]
+    for fmt, row in result["per_format"].items():  # type: ignore[union-attr]
         lines.append(
-            f"| all {res['images']}, {label} | {res['decode_images_per_s']:.0f} images/s | "
-            f"{res['extract_images_per_s']:.0f} images/s | {res['ratio_extract_over_decode']:.2f}x |"
-        )
-    for fmt, row in result["tuned"]["per_format"].items():  # type: ignore[index]
-        lines.append(
-            f"| {fmt} ({row['images']} files), tuned | {row['decode_ms']:.2f} ms | {row['extract_ms']:.2f} ms | "
-            f"{row['ratio']:.2f}x |"
+            f"| {fmt} ({row['images']} files) | {row['decode_ms']:.2f} ms | {row['extract_ms']:.2f} ms | {row['ratio']:.2f}x |"
         )
     return "\n".join(lines) + "\n"
 
@@ -152,23 +144,15 @@ def _print(title: str, result: dict[str, object]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build the files, time both paths in both allocator phases, print (and write) the figures."""
-    from v4runtime.streams import tune_allocator
-
+    """Build the files, time both paths, print the figures (and write them if asked)."""
     files = make_files(args.images, args.size, args.seed)
     print(
         f"stream extraction, {len(files)} files of {args.size}x{args.size}, one core, "
         f"CPU time, best of {args.rounds} rounds"
     )
-    default = measure(files, args.rounds)
-    _print("default allocator", default)
-    tuned_ok = tune_allocator()
-    tuned = measure(files, args.rounds)
-    _print("after tune_allocator()" if tuned_ok else "tune_allocator() unavailable: default again", tuned)
-    result: dict[str, object] = {
-        "default": default, "tuned": tuned, "tuned_applied": tuned_ok, "size": args.size, "rounds": args.rounds,
-        "python": platform.python_version(), "machine": platform.machine(),
-    }
+    result = measure(files, args.rounds)
+    _print("same files, same process", result)
+    result.update(size=args.size, rounds=args.rounds, python=platform.python_version(), machine=platform.machine())
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")

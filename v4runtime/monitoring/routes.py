@@ -173,7 +173,7 @@ async def log_events(request: Request, body: Annotated[LogBody, Body()], _: Anno
     """Store one inference event or a batch (``{"events": [...]}``); 202 once committed (durable)."""
     now = datetime.now(UTC)
     raw = body.events if isinstance(body, EventBatch) else [body]
-    events = [e.normalised(now) for e in raw]
+    events = list(raw)  # ids and timestamps were filled in by validation
     limit = now + timedelta(hours=1)
     for i, event in enumerate(events):
         assert event.timestamp is not None

@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 Prediction = Literal["clean", "stego"]
 Window = Literal["5m", "15m", "1h", "6h", "24h", "7d"]
@@ -76,16 +76,14 @@ class InferenceEvent(_Strict):
             value = value.replace(tzinfo=UTC)
         return value
 
-    def normalised(self, now: datetime) -> InferenceEvent:
-        """Fill the id and timestamp the caller left out."""
-        if self.request_id is not None and self.timestamp is not None:
-            return self
-        return self.model_copy(
-            update={
-                "request_id": self.request_id or uuid.uuid4().hex,
-                "timestamp": self.timestamp or now,
-            }
-        )
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> InferenceEvent:
+        # Filled at validation, on the client (so a retried event keeps its id) or on the server.
+        if self.request_id is None:
+            self.request_id = uuid.uuid4().hex
+        if self.timestamp is None:
+            self.timestamp = datetime.now(UTC)
+        return self
 
 
 class EventBatch(_Strict):

@@ -32,6 +32,11 @@ from v4runtime.quantization.labels import LabelledImage, load_image_set, require
 #: Calibration methods offered on the command line -> onnxruntime ``CalibrationMethod`` member.
 CALIBRATION_METHODS: dict[str, str] = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
+#: Activation types offered on the command line -> onnxruntime ``QuantType`` member. S8S8 (signed
+#: activations and weights) is onnxruntime's recommended QDQ default; U8S8 is the alternative its
+#: documentation suggests for x86 CPUs, and is often the faster of the two there.
+ACTIVATION_TYPES: dict[str, str] = {"s8": "QInt8", "u8": "QUInt8"}
+
 #: Prefix of the metadata keys the quantiser writes into the INT8 model.
 METADATA_PREFIX = "v4.quantization."
 
@@ -140,8 +145,9 @@ def _quantize_static(
     per_channel: bool,
     reduce_range: bool,
     exclude: Sequence[str],
+    activations: str,
 ) -> None:
-    """One ``quantize_static`` call with our fixed choices (QDQ, S8S8)."""
+    """One ``quantize_static`` call with our fixed choices (QDQ, signed 8-bit weights)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     chatter = io.StringIO()  # the histogram calibrators print progress; keep the CLI's stdout ours
@@ -152,7 +158,7 @@ def _quantize_static(
                 str(out),
                 FeedReader(samples),
                 quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QInt8,
+                activation_type=getattr(QuantType, ACTIVATION_TYPES[activations]),
                 weight_type=QuantType.QInt8,
                 per_channel=per_channel,
                 reduce_range=reduce_range,
@@ -234,6 +240,7 @@ def quantize_model(
     output: str | Path,
     *,
     method: str = "minmax",
+    activations: str = "s8",
     per_channel: bool = True,
     reduce_range: bool | None = None,
     exclude_nodes: Sequence[str] = (),
@@ -250,8 +257,9 @@ def quantize_model(
             FP32 model has a card (``NAME.card.json``), a card for the INT8 file is written beside
             it, so the scanner and ``--model`` accept it.
         method: Calibration method: ``minmax``, ``entropy`` or ``percentile``.
+        activations: ``s8`` (signed 8-bit activations: S8S8, the default) or ``u8`` (U8S8).
         per_channel: Quantise weights per output channel.
-        reduce_range: 7-bit weights; None chooses True on CPUs without VNNI.
+        reduce_range: 7-bit weights; None chooses True on x86 CPUs without VNNI.
         exclude_nodes: Node names to keep in float.
         exclude_worst: After a first pass, also keep the K nodes with the lowest SQNR in float and
             quantise again.
@@ -272,15 +280,20 @@ def quantize_model(
     model, output = locate_model(model), Path(output)
     if method not in CALIBRATION_METHODS:
         raise QuantizationError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
+    if activations not in ACTIVATION_TYPES:
+        raise QuantizationError(f"unknown activation type {activations!r}; choose one of {', '.join(ACTIVATION_TYPES)}")
     if exclude_worst < 0 or max_images < 2:
         raise QuantizationError("--exclude-worst must be >= 0 and --max-images >= 2")
     check_model_inputs(model)
+    if output.resolve() == model.resolve():
+        raise QuantizationError(f"--out {output} is the FP32 model itself; choose another output path")
     image_set = load_image_set(calibration)
     require_both_classes(image_set, purpose="calibration", allow_unlabelled=allow_unlabelled)
     chosen = select_balanced(image_set.images, max_images)
     samples = [im.path for im in chosen]
-    if reduce_range is None:
-        reduce_range = not host_features().vnni
+    if reduce_range is None:  # 7-bit weights only where 8-bit products can saturate: x86 without VNNI
+        host = host_features()
+        reduce_range = host.machine.lower() in ("x86_64", "amd64", "i686") and not host.vnni
     output.parent.mkdir(parents=True, exist_ok=True)
 
     excluded = list(exclude_nodes)
@@ -288,7 +301,7 @@ def quantize_model(
     with tempfile.TemporaryDirectory(prefix=".v4-quant-", dir=output.parent) as tmp:
         pre, qdq = Path(tmp) / "fp32.pre.onnx", Path(tmp) / "int8.onnx"
         preprocess(model, pre)
-        options = dict(method=method, per_channel=per_channel, reduce_range=reduce_range)
+        options = dict(method=method, per_channel=per_channel, reduce_range=reduce_range, activations=activations)
         _quantize_static(pre, qdq, samples, exclude=excluded, **options)
         if exclude_worst:
             from v4runtime.quantization.layer_loss import float_island, layer_losses
@@ -303,7 +316,7 @@ def quantize_model(
         fp32_bytes = model.stat().st_size
         settings = {
             "format": "QDQ",
-            "activation_type": "QInt8",
+            "activation_type": ACTIVATION_TYPES[activations],
             "weight_type": "QInt8",
             "per_channel": str(per_channel).lower(),
             "reduce_range": str(reduce_range).lower(),

@@ -57,7 +57,13 @@ def render_markdown(report: Mapping[str, Any], *, title: str = "INT8 gate report
         f"- Decision agreement: {report['agreement_pct']:.2f}%; largest stego-probability difference "
         f"{report['probability']['max_abs_diff']:.4f} (mean {report['probability']['mean_abs_diff']:.4f}).",
         f"- Size: FP32 {size['fp32_bytes']:,} bytes, INT8 {size['int8_bytes']:,} bytes: "
-        f"**{size['ratio']:.2f}x smaller**.",
+        f"**{size['ratio']:.2f}x smaller**"
+        + (
+            f" (initializers alone: {size['fp32_initializer_bytes']:,} -> {size['int8_initializer_bytes']:,} bytes, "
+            f"{size['fp32_initializer_bytes'] / size['int8_initializer_bytes']:.2f}x; the rest is graph structure)."
+            if size.get("int8_initializer_bytes")
+            else "."
+        ),
         f"- Latency ({latency['what']}; {latency['threads']} thread; median over images of the best of "
         f"{latency['repeats']} runs): FP32 {latency['fp32_median_ms']:.3f} ms, INT8 {latency['int8_median_ms']:.3f} ms: "
         f"**INT8/FP32 = {latency['ratio']:.2f}**.",

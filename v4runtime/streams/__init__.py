@@ -4,7 +4,6 @@
 fixed in :mod:`v4runtime.streams.spec`, the capability mask, and facts about the file.
 """
 
-from v4runtime.streams.alloc import tune_allocator
 from v4runtime.streams.extract import ImageInfo, Streams, extract_streams, stack_streams
 from v4runtime.streams.spec import (
     CAPABILITY_SLICE,
@@ -27,6 +26,5 @@ __all__ = [
     "input_shapes",
     "stack_inputs",
     "stack_streams",
-    "tune_allocator",
     "zero_inputs",
 ]

@@ -108,7 +108,7 @@ def chi_square_p(samples: np.ndarray | None, hist: np.ndarray | None = None) -> 
     if hist is None:
         if samples is None or samples.size < 64:
             return 0.0
-        hist = np.bincount(samples.reshape(-1), minlength=256)
+        hist = np.bincount(samples.reshape(-1).astype(np.intp), minlength=256)  # faster than from uint8
     hist = np.asarray(hist, dtype=np.float64)
     even, odd = hist[0::2], hist[1::2]
     expected = (even + odd) / 2.0
@@ -144,6 +144,11 @@ def sample_pairs(planes: list[np.ndarray] | tuple[np.ndarray, ...], max_pairs: i
         x += nx
         y += int(np.count_nonzero(differ)) - nx
         close += int(np.count_nonzero((u >> 1) == (v >> 1)))
+    return _spa_root(n, x, y, close)
+
+
+def _spa_root(n: int, x: int, y: int, close: int) -> float:
+    """Smallest root of the sample-pairs quadratic, clipped to [0, 1]."""
     a = close / 2.0
     b = 2.0 * x - n
     c = float(y - x)
@@ -153,8 +158,33 @@ def sample_pairs(planes: list[np.ndarray] | tuple[np.ndarray, ...], max_pairs: i
     if disc < 0:
         return 0.0
     roots = ((-b + math.sqrt(disc)) / (2 * a), (-b - math.sqrt(disc)) / (2 * a))
-    estimate = min(roots, key=abs)
-    return float(min(max(estimate, 0.0), 1.0))
+    return float(min(max(min(roots, key=abs), 0.0), 1.0))
+
+
+def _pair_statistics(planes: list[np.ndarray] | tuple[np.ndarray, ...], max_pairs: int = 1 << 15) -> tuple[float, float]:
+    """Sample-pairs estimate and LSB neighbour agreement of ``planes`` in one pass over the pairs.
+
+    ``u ^ v`` gives both: ``(u >> 1) == (v >> 1)`` is ``u ^ v < 2``, equal LSBs is ``(u ^ v) & 1 == 0``.
+    """
+    n = x = y = close = differ_lsb = 0
+    for plane in planes:
+        if plane.shape[1] < 2:
+            continue
+        step = max(1, plane.shape[0] * (plane.shape[1] - 1) // max_pairs)
+        rows = plane[::step]
+        u = rows[:, :-1]
+        v = rows[:, 1:]
+        w = u ^ v
+        differ = w != 0
+        x_mask = (v > u) != (v & 1).view(bool)
+        x_mask &= differ
+        nx = int(np.count_nonzero(x_mask))
+        n += w.size
+        x += nx
+        y += int(np.count_nonzero(differ)) - nx
+        close += int(np.count_nonzero(w < 2))
+        differ_lsb += int(np.count_nonzero(w & 1))
+    return _spa_root(n, x, y, close), (1.0 - differ_lsb / n) if n else 0.0
 
 
 def content_features(
@@ -192,14 +222,9 @@ def content_features(
             continue
         out.append(chi_square_p(stream, histograms.get(key)))
         out.append(chi_square_p(stream[:head]))
-    out.append(sample_pairs(bands))
+    spa, agreement = _pair_statistics(bands)
+    out.append(spa)
     out.append(sample_pairs([alpha]) if alpha is not None else 0.0)
-    agree = total = 0
-    for band in bands:
-        step = max(1, band.size // (1 << 15))  # subsample rows: the statistic needs tens of thousands of pairs
-        lsb = band[::step] & 1
-        agree += int(np.count_nonzero(lsb[:, 1:] == lsb[:, :-1]))
-        total += lsb[:, 1:].size
-    out.append(agree / max(1, total))
+    out.append(agreement)
     out.append(min(math.log2(max(1, 3 * bands[0].size)) / 32.0, 1.0))
     return np.asarray(out, dtype=np.float32)
