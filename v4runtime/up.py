@@ -21,8 +21,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
 from v4runtime.errors import V4Error
 
 #: Where ``up`` keeps its state (database, demo corpus, logs), relative to the working directory.
@@ -56,6 +54,8 @@ def free_port(preferred: int) -> int:
 
 def wait_ready(url: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
     """Poll ``url`` until it answers 200; fail early if ``process`` exits."""
+    import httpx
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

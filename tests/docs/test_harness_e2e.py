@@ -71,6 +71,10 @@ BAD_PAGE = textwrap.dedent(
     planet
     ```
 
+    ```bash
+    echo "not reached: the page stopped at its first failure"
+    ```
+
     === "Tab"
 
         ```python
@@ -97,7 +101,7 @@ def _scratch_project(tmp_path: Path, pages: dict[str, str]) -> Path:
 
 def _pytest(project: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rf",
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfs",
          "--markdown-docs", "--markdown-docs-syntax=superfences", "docs"],
         cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
     )
@@ -112,8 +116,8 @@ def scratch_run(tmp_path_factory: pytest.TempPathFactory) -> subprocess.Complete
 
 def test_good_pages_pass_with_state_flow_and_cleanup(scratch_run: subprocess.CompletedProcess) -> None:
     out = scratch_run.stdout
-    # bash + python (pytest-markdown-docs) + console on good.md, bash on later.md; 2 failures on z-bad.md
-    assert "2 failed, 4 passed" in out, out
+    # bash + python (pytest-markdown-docs) + console on good.md, bash on later.md; z-bad.md: 1 failure, 2 skipped
+    assert "1 failed, 4 passed, 2 skipped" in out, out
     assert "docs/good.md" not in out.split("short test summary")[-1] and "docs/later.md" not in out, out
 
 
@@ -123,8 +127,18 @@ def test_bad_page_fails_naming_page_and_line(scratch_run: subprocess.CompletedPr
     # the console failure names the `$` line whose output differs and shows a diff and the block
     assert "docs/z-bad.md:8: console fence failed" in out, out
     assert "-planet" in out and "+world" in out and " 8 | $ echo world" in out, out
-    # the python fence hidden in a content tab was found and run (not silently skipped)
-    assert "docs/z-bad.md:14: python fence raised" in out and "hidden in a tab" in out, out
+    # the later blocks are reported as not run because of that failure (not silently dropped)
+    assert "docs/z-bad.md:12 not run: an earlier block of this page failed (docs/z-bad.md::[console][line:5])" in out
+    assert "docs/z-bad.md:18 not run: an earlier block" in out, out
+
+
+def test_hidden_fences_run_and_fail_with_page_line(tmp_path: Path) -> None:
+    """A Python fence inside a content tab is found and run (pytest-markdown-docs alone skips it)."""
+    page = BAD_PAGE.split("```console")[0] + BAD_PAGE.split("```\n\n", 2)[-1]
+    result = _pytest(_scratch_project(tmp_path, {"tab.md": page}))
+    assert result.returncode == 1, result.stdout
+    assert "docs/tab.md:" in result.stdout and "python fence raised" in result.stdout, result.stdout
+    assert "hidden in a tab" in result.stdout, result.stdout
 
 
 def _site_project(tmp_path: Path, index: str) -> Path:

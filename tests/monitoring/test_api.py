@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -141,7 +140,8 @@ def test_model_registry_register_promote_and_roll_back(open_server: Server, tmp_
 def test_auth_tokens_probes_and_rate_limits(server_factory) -> None:
     server = server_factory(env={
         "V4_MONITOR__READ_TOKENS": "reader-1", "V4_MONITOR__WRITE_TOKENS": "writer-1",
-        "V4_MONITOR__RATE_LIMIT_PER_SECOND": "5", "V4_MONITOR__RATE_LIMIT_BURST": "5",
+        # Slow refill so the test holds on a busy machine: 3 requests at once, then one every 2 s.
+        "V4_MONITOR__RATE_LIMIT_PER_SECOND": "0.5", "V4_MONITOR__RATE_LIMIT_BURST": "3",
     })
     url = server.url
     for probe in ("/health", "/health/live", "/health/ready", "/v1/health"):
@@ -154,11 +154,10 @@ def test_auth_tokens_probes_and_rate_limits(server_factory) -> None:
     write = {"Authorization": "Bearer writer-1"}
     assert_envelope(httpx.post(f"{url}/v1/metrics/log", json=EVENT, headers=read), 403, "forbidden")
     assert httpx.post(f"{url}/v1/metrics/log", json=EVENT, headers=write).status_code == 202
-    time.sleep(1.2)  # refill the buckets
     codes = [httpx.get(f"{url}/v1/alerts/recent", headers=read) for _ in range(12)]
     limited = [r for r in codes if r.status_code == 429]
     assert limited, [r.status_code for r in codes]
-    assert int(limited[0].headers["retry-after"]) >= 1
+    assert len(limited) >= 8 and int(limited[0].headers["retry-after"]) >= 1
     assert_envelope(limited[0], 429, "rate_limited")
     # Limits are per token: the write token still has its own budget.
     assert httpx.get(f"{url}/v1/alerts/recent", headers=write).status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -15,7 +16,7 @@ from v4runtime.config import MonitorSettings
 from v4runtime.monitoring.alerts import Rule
 from v4runtime.monitoring.api_errors import api_error_handler, validation_error_handler
 from v4runtime.monitoring.middleware import EdgeMiddleware
-from v4runtime.monitoring.routes import api, probes
+from v4runtime.monitoring.routes import LOG_BODY, api, ingest, probes
 from v4runtime.monitoring.runtime import Runtime
 from v4runtime.monitoring.store import Store
 
@@ -70,10 +71,34 @@ def create_app(
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.include_router(probes)
     app.include_router(probes, prefix=API_PREFIX, include_in_schema=False)
+    app.include_router(ingest, prefix=API_PREFIX)
     app.include_router(api, prefix=API_PREFIX)
+    _document_log_body(app)
     edge = _EdgeHolder(settings.max_body_bytes)
     app.add_middleware(_EdgeFactory, holder=edge)
     return app
+
+
+def _document_log_body(app: FastAPI) -> None:
+    """Put the log body's schema into the OpenAPI document (the handler validates it itself)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        body = LOG_BODY.json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, definition in body.pop("$defs", {}).items():
+            components.setdefault(name, definition)
+        schema["paths"][f"{API_PREFIX}/metrics/log"]["post"]["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class _EdgeHolder:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 from v4runtime.monitoring.api_errors import APIError, envelope_bytes
+from v4runtime.monitoring.ids import new_id
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class EdgeMiddleware:
             return
         t0 = time.perf_counter()
         incoming = _header(scope, b"x-request-id")
-        request_id = incoming if incoming and _VALID_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if incoming and _VALID_ID.match(incoming) else new_id()
         scope.setdefault("state", {})["request_id"] = request_id
         id_header = (b"x-request-id", request_id.encode())
         state = {"started": False, "status": 500}

@@ -1,16 +1,18 @@
 """Request and response models of the monitoring API (pydantic v2).
 
 These models are the single source of the OpenAPI document and are shared with
-:mod:`v4runtime.client`, which returns them as typed results. This module imports only pydantic.
+:mod:`v4runtime.client`, which returns them as typed results. This module imports only pydantic and
+the standard library (never FastAPI), so the client stays light.
 """
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from v4runtime.monitoring.ids import new_id
 
 Prediction = Literal["clean", "stego"]
 Window = Literal["5m", "15m", "1h", "6h", "24h", "7d"]
@@ -80,7 +82,7 @@ class InferenceEvent(_Strict):
     def _fill_defaults(self) -> InferenceEvent:
         # Filled at validation, on the client (so a retried event keeps its id) or on the server.
         if self.request_id is None:
-            self.request_id = uuid.uuid4().hex
+            self.request_id = new_id()
         if self.timestamp is None:
             self.timestamp = datetime.now(UTC)
         return self

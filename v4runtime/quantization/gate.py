@@ -41,6 +41,9 @@ DEBUG_SAMPLES = 8
 class Tolerances:
     """What the gate accepts.
 
+    The checks compare point estimates on the verification images; the report adds each
+    difference's 95% interval, which shows how small a change the corpus could resolve.
+
     Attributes:
         max_dfpr_pp: Largest allowed FPR increase, in percentage points.
         min_dtpr_pp: Smallest allowed TPR change per method, in percentage points (negative = loss).

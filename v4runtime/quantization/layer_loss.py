@@ -1,11 +1,12 @@
 """Which layers lose the most in quantisation, by signal-to-quantisation-noise ratio (SQNR).
 
 Uses onnxruntime's QDQ debugging utilities (``onnxruntime.quantization.qdq_loss_debug``): the float
-and QDQ models are augmented to output every intermediate tensor, run on the same inputs, and each
-quantised tensor is compared before and after its QuantizeLinear/DequantizeLinear pair. Weights are
-compared with their dequantised INT8 copies. Activation SQNR is the median over the sample images,
-so a single outlier image cannot hide a loss on the others. A node's score is the lowest SQNR (in dB) among its
-quantised weight and input activations; the lowest scores are the layers to keep in float.
+and QDQ models are augmented to output every intermediate tensor and run on the same inputs; each
+quantised activation is compared before and after its QuantizeLinear/DequantizeLinear pair, and
+each weight with its dequantised INT8 copy. Activation SQNR is the median over the sample images,
+so one outlier image cannot hide a loss on the others; where QDQ absorbed a Relu, the negatives it
+clips on purpose are not counted as noise. A node's score is the lowest SQNR (in dB) among its
+quantised weight and input activation; the lowest scores are the layers to keep in float.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ class FenceItem(pytest.Item):
 
     def runtest(self) -> None:
         session = self.plugin.session_for(self.page_key)
+        self.plugin.skip_if_page_broken(self.page_key, self.fence.where(self.config.rootpath))
         fence = self.fence
         timeout = float(fence.attrs.get("timeout", DEFAULT_TIMEOUT_S))
         if fence.lang in BASH_LANGS:
@@ -89,12 +90,19 @@ class DocsPlugin:
         self.repo = Path(config.rootpath).resolve()
         self.docs_dir = self.repo / "docs"
         self.sessions: dict[Path, PageSession] = {}
+        self.failed: dict[Path, str] = {}  # page -> item that failed first
         self._pages = {p.resolve() for p in doc_pages(self.docs_dir)} if self.docs_dir.is_dir() else set()
 
     def session_for(self, page: Path) -> PageSession:
         if page not in self.sessions:
             self.sessions[page] = PageSession(str(page.relative_to(self.repo)), self.repo)
         return self.sessions[page]
+
+    def skip_if_page_broken(self, page: Path, where: str) -> None:
+        """Later blocks depend on earlier ones, like a reader's terminal: stop the page at its first failure."""
+        failed = self.failed.get(page)
+        if failed:
+            pytest.skip(f"{where} not run: an earlier block of this page failed ({failed})")
 
     def close_page(self, page: Path) -> None:
         session = self.sessions.pop(page, None)
@@ -134,8 +142,17 @@ class DocsPlugin:
         page = _page_of(item, self.docs_dir)
         if page is None or isinstance(item, FenceItem):
             return (yield)
+        self.skip_if_page_broken(page, f"{page.relative_to(self.repo)}:{item.start_line}")  # type: ignore[attr-defined]
         with self.session_for(page).python_context():
             return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        report = yield
+        page = _page_of(item, self.docs_dir)
+        if page is not None and report.failed and page not in self.failed:
+            self.failed[page] = item.nodeid
+        return report
 
     @pytest.hookimpl
     def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:

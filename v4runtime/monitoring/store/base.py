@@ -123,8 +123,15 @@ class ConnectionPool:
                 conn = self._idle.get(timeout=30)
         try:
             yield conn
-        finally:
+        except BaseException:
+            if getattr(conn, "broken", False) or getattr(conn, "closed", False):
+                # A dead server connection (e.g. PostgreSQL restarted): replace it, do not pool it.
+                with self._lock:
+                    self._all.remove(conn)
+                raise
             self._idle.put(conn)
+            raise
+        self._idle.put(conn)
 
     def close(self) -> None:
         """Close every connection."""
