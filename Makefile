@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-x"`.
 PYTEST_ARGS ?=
+# What the suite covers: the tests and every docs page (their fences).
+TEST_PATHS ?= tests docs
 
 .PHONY: run test
 
@@ -36,4 +38,4 @@ run: $(VENV)/.installed-run
 # Any non-zero pytest status fails the target, including 5 (nothing collected).
 test: $(VENV)/.installed-dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m pytest --markdown-docs --markdown-docs-syntax=superfences \
-		--timeout=600 $(PYTEST_ARGS) tests docs
+		--timeout=600 $(PYTEST_ARGS) $(TEST_PATHS)

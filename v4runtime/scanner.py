@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from v4runtime.errors import ImageError, ModelError, V4Error
+from v4runtime.errors import ConfigError, ImageError, ModelError, V4Error
 from v4runtime.streams.spec import (
     CAPABILITY_SLICE,
     METHODS,
@@ -201,11 +201,12 @@ class Scanner:
         model: a registered model name (default ``v4-default``) or a path to an ONNX file.
         threshold: decision threshold on the stego probability; defaults to the model card's, else 0.5.
         intra_op_threads: onnxruntime threads for one inference call. Keep 1 when scanning with
-            several workers (each worker is a thread already).
+            several workers: each worker process has its own session and its own core.
         zero_streams: stream names fed as zeros (used by the stream ablation; empty in normal use).
 
     Raises:
         ModelError: the model cannot be found, fails its sha256 or signature check, or cannot be loaded.
+        ConfigError: the threshold is outside [0, 1] or a stream name to zero is unknown.
     """
 
     def __init__(
@@ -223,12 +224,12 @@ class Scanner:
             threshold = _card_threshold(self.card)
         self.threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
         if not 0.0 <= self.threshold <= 1.0:
-            raise ModelError(f"threshold must be within [0, 1], got {self.threshold}")
+            raise ConfigError(f"threshold must be within [0, 1], got {self.threshold}")
         self.intra_op_threads = intra_op_threads
         self.zero_streams = frozenset(zero_streams)
         unknown = self.zero_streams - set(STREAM_NAMES)
         if unknown:
-            raise ModelError(f"unknown stream(s) to zero: {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown stream(s) to zero: {', '.join(sorted(unknown))}")
         self.session = create_session(self.model_path, intra_op_threads=intra_op_threads)
         self._output_names = [o.name for o in self.session.get_outputs()]
         self._has_gates = OUTPUT_GATES in self._output_names

@@ -260,3 +260,8 @@ def test_gate_covers_docstring_examples(tmp_path: Path) -> None:
         ("v4runtime/mod.py:13", "docstring doctest", True, None),
         ("v4runtime/mod.py:20", "docstring fence", False, "shown only"),
     ]
+
+
+def test_finds_fences_in_blockquotes(tmp_path: Path) -> None:
+    fences = find_fences("Intro\n\n> Quoted:\n>\n> ```bash\n> echo quoted\n> ```\n", tmp_path / "q.md")
+    assert [(f.line, f.lang, f.body) for f in fences] == [(5, "bash", "echo quoted\n")]

@@ -56,3 +56,22 @@ def test_troubleshooting_default_ports_match_the_code() -> None:
         f"scan service {defaults['scan_port']})"
     )
     assert expected in page, f"troubleshooting.md should say {expected!r}"
+
+
+def test_ci_fails_when_pytest_collects_nothing(tmp_path: Path) -> None:
+    """pytest's exit status 5 (no tests collected) must fail `make test` and so `.ci/run`."""
+    import os
+    import subprocess
+    import sys
+
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    (venv / ".installed-dev").touch()  # newer than pyproject.toml: no install
+    (tmp_path / "empty").mkdir()
+    env = dict(os.environ, VENV=str(venv), TEST_PATHS=str(tmp_path / "empty"), PYTEST_ARGS="-p no:cacheprovider")
+    result = subprocess.run([str(REPO / ".ci" / "run")], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "no tests ran" in result.stdout, result.stdout + result.stderr

@@ -39,11 +39,13 @@ def test_train_one_epoch_exports_a_verified_model(corpus: Path, tmp_path: Path, 
     assert summary["corpus_images"] == 40 and summary["corpus_stego"] == 20
     assert resolved.card.training_manifest_sha256 == json.loads((corpus / "corpus.json").read_text())["manifest_sha256"]
     assert resolved.card.training["config"]["epochs"] == 1
-    assert (corpus / CACHE).is_file()
+    assert (corpus / CACHE).is_file() and summary["streams_from_cache"] is False
 
 
 def test_stream_cache_is_reused_and_invalidated(corpus: Path) -> None:
+    load_corpus(corpus)  # builds the cache unless the training test already did
     first, sha = load_corpus(corpus)
+    assert first.from_cache
     samples = read_manifest(corpus)
     assert len(first) == len(samples) and first.labels.sum() == 20
     assert first.arrays["pixel"].dtype == np.uint8  # stored as exact 1/255 codes
@@ -53,7 +55,7 @@ def test_stream_cache_is_reused_and_invalidated(corpus: Path) -> None:
     try:
         manifest.write_text("".join(original.splitlines(keepends=True)[1:]))
         second, sha2 = load_corpus(corpus)
-        assert sha2 != sha and len(second) == len(first) - 1
+        assert sha2 != sha and len(second) == len(first) - 1 and not second.from_cache
     finally:
         manifest.write_text(original)
 

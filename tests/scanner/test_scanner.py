@@ -9,7 +9,7 @@ import pytest
 from scanfix import TAIL, jpeg_bytes, png_bytes
 
 import v4runtime.scanner as scanner_mod
-from v4runtime.errors import ModelError
+from v4runtime.errors import ConfigError, ModelError
 from v4runtime.scanner import Scanner
 from v4runtime.streams.spec import METHODS, STREAM_NAMES
 
@@ -44,7 +44,7 @@ def test_threshold_decides(toy_model_path: Path) -> None:
     data = png_bytes(0)
     assert Scanner(toy_model_path, threshold=0.0).scan(data).is_stego
     assert not Scanner(toy_model_path, threshold=1.0).scan(data + TAIL).is_stego
-    with pytest.raises(ModelError):
+    with pytest.raises(ConfigError, match="threshold"):
         Scanner(toy_model_path, threshold=1.5)
 
 
@@ -126,7 +126,7 @@ def test_zeroed_stream_changes_the_verdict(toy_model_path: Path) -> None:
     data = png_bytes(0) + TAIL
     assert Scanner(toy_model_path).scan(data).is_stego
     assert not Scanner(toy_model_path, zero_streams=["meta"]).scan(data).is_stego
-    with pytest.raises(ModelError):
+    with pytest.raises(ConfigError, match="nope"):
         Scanner(toy_model_path, zero_streams=["nope"])
 
 

@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="processes for stream extraction")
     p.add_argument("--threads", type=int, default=1, help="PyTorch threads (fixed for reproducibility)")
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--clean-weight", type=float, default=2.0,
+                   help="extra loss weight of clean images after class balancing (false positives cost more)")
     p.add_argument("--name", default=None, help="model name in the card (default: file name)")
     p.add_argument("--report", default=None, help="also write the training summary as JSON here")
     p.set_defaults(func=_train)
@@ -45,7 +47,8 @@ def _train(args: argparse.Namespace) -> int:
             raise ConfigError("training needs PyTorch: pip install 'v4runtime[train]'") from None
         raise
     config = TrainConfig(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
-                         val_fraction=args.val_fraction, workers=args.workers, threads=args.threads, lr=args.lr)
+                         val_fraction=args.val_fraction, workers=args.workers, threads=args.threads, lr=args.lr,
+                         clean_weight=args.clean_weight)
     argv = [a for a in sys.argv[1:]] if Path(sys.argv[0]).name.startswith("v4runtime") else None
     run(args.data, args.out, config, name=args.name, report=args.report, argv=argv)
     return 0

@@ -51,6 +51,7 @@ class StreamSet:
     methods: np.ndarray  # (n,) int64, -1 for clean
     payload_bytes: np.ndarray  # (n,) int64
     formats: list[str]
+    from_cache: bool = False  # True when the streams were read from ``streams-cache.npz``
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -181,6 +182,7 @@ def load_corpus(data_dir: str | Path, workers: int = 1) -> tuple[StreamSet, str]
         with np.load(cache, allow_pickle=False) as stored:
             if str(stored["key"]) == key:
                 arrays = {name: stored[name] for name in STREAM_NAMES}
+    cached = arrays is not None
     if arrays is None:
         arrays = extract_all([s.path for s in samples], workers=workers)
         tmp = cache.with_suffix(".tmp.npz")
@@ -192,6 +194,7 @@ def load_corpus(data_dir: str | Path, workers: int = 1) -> tuple[StreamSet, str]
         methods=np.array([s.method for s in samples], dtype=np.int64),
         payload_bytes=np.array([s.payload_bytes for s in samples], dtype=np.int64),
         formats=[s.format for s in samples],
+        from_cache=cached,
     )
     return streams, manifest_sha
 

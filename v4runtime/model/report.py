@@ -46,9 +46,15 @@ def render_training(training: dict[str, Any]) -> str:
         "|---|---:|",
         *(f"| {k} | {v} |" for k, v in seconds.items()),
         "",
-        f"Corpus: {training.get('corpus_images', '?')} images ({training.get('corpus_stego', '?')} stego); "
+        f"Corpus: {training.get('corpus_images', '?')} images ({training.get('corpus_stego', '?')} stego"
+        f"{'; streams read from the cache' if training.get('streams_from_cache') else ''}); "
         f"{training.get('cpus', '?')} CPUs, torch {training.get('torch', '?')}; "
         f"parity max abs diff {training.get('parity_max_abs_diff', float('nan')):.2e}.",
+        "",
+        "| Setting | Value |",
+        "|---|---|",
+        *(f"| `{k}` | {v} |" for k, v in training.get("config", {}).items()),
+        *(f"| corpus `{k}` | {v} |" for k, v in training.get("corpus", {}).items() if k != "manifest_sha256"),
         "",
         "| Epoch | Loss | Val FPR | Val TPR | Val method accuracy |",
         "|---:|---:|---:|---:|---:|",

@@ -261,6 +261,7 @@ def run(data_dir: str | Path, out: str | Path, config: TrainConfig, *, name: str
         "config": asdict(config),
         "corpus_images": len(streams),
         "corpus_stego": int(streams.labels.sum()),
+        "streams_from_cache": streams.from_cache,
         "seconds": {"streams": round(t1 - t0, 1), "train": round(t2 - t1, 1), "export": round(t3 - t2, 1),
                     "total": round(t3 - t0, 1)},
         "parity_max_abs_diff": diff,

@@ -22,7 +22,8 @@ EXECUTABLE_LANGS = PYTHON_LANGS | BASH_LANGS | CONSOLE_LANGS
 #: Shell-like languages no collector runs: allowed only with an exemption.
 UNRUN_SHELL_LANGS = frozenset({"zsh", "fish", "shell-session", "pycon", "ipython", "powershell", "ps1", "bat", "cmd"})
 
-_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+_OPEN = re.compile(r"^(?P<quote>(?:[ \t]*>)*)(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+_QUOTE = re.compile(r"^[ \t]*> ?")
 
 
 @dataclass
@@ -95,8 +96,10 @@ def parse_info(info: str) -> tuple[str, frozenset[str], dict[str, str], bool, st
     return lang.lower(), frozenset(flags), attrs, attr_form, None
 
 
-def _dedent(line: str, indent: int) -> str:
-    """Remove up to ``indent`` leading spaces (a tab counts as reaching the indent)."""
+def _dedent(line: str, indent: int, quotes: int = 0) -> str:
+    """Remove ``quotes`` blockquote markers, then up to ``indent`` leading spaces."""
+    for _ in range(quotes):
+        line = _QUOTE.sub("", line, count=1)
     removed = 0
     i = 0
     while i < len(line) and removed < indent and line[i] in " \t":
@@ -115,13 +118,16 @@ def find_fences(text: str, path: Path) -> list[Fence]:
         if not match or (match["fence"][0] == "`" and "`" in match["info"]):
             i += 1
             continue
+        quotes = match["quote"].count(">")
         indent = len(match["indent"].expandtabs(4))
+        if quotes:  # "> ```bash": the space after ">" belongs to the quote marker
+            indent = max(indent - 1, 0)
         marker = match["fence"]
-        close = re.compile(rf"^[ \t]*{re.escape(marker[0])}{{{len(marker)},}}[ \t]*$")
+        close = re.compile(rf"^(?:[ \t]*>)*[ \t]*{re.escape(marker[0])}{{{len(marker)},}}[ \t]*$")
         body: list[str] = []
         j = i + 1
         while j < len(lines) and not close.match(lines[j]):
-            body.append(_dedent(lines[j], indent))
+            body.append(_dedent(lines[j], indent, quotes))
             j += 1
         lang, flags, attrs, attr_form, problem = parse_info(match["info"])
         if j >= len(lines):
