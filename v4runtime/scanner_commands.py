@@ -248,6 +248,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "threshold": scanner.threshold,
         "corpus": name,
         "files": len(samples),
+        "workers": args.workers,
         "command": "v4runtime evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
         if sys.argv[1:2] == ["evaluate"] else f"v4runtime evaluate --data {args.data}",
     }

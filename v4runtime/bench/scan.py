@@ -98,6 +98,7 @@ def measure(paths: list[Path], model: str | None, workers: int) -> dict[str, Any
     from v4runtime.evaluation import percentiles
     from v4runtime.scanner import Scanner
 
+    load_start = os.getloadavg()[0]
     scanner = Scanner(model=model, intra_op_threads=1)
     for p in paths[:10]:  # warm-up: page cache, onnxruntime's first-run allocations
         scanner.scan(p)
@@ -131,7 +132,8 @@ def measure(paths: list[Path], model: str | None, workers: int) -> dict[str, Any
         "formats": list(FORMATS),
         "model": scanner.model_name,
         "model_sha256": scanner.model_sha256,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.machine()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.machine(),
+                    "load_average_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)]},
         "latency_ms": latency,
         "decode_ms": decode_p,
         "decode_images_per_s_1_thread": decode_rate,
@@ -148,7 +150,8 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         f"{report['images']} files of {report['size']} ({', '.join(report['formats'])}), model "
         f"`{report['model']}` (sha256 `{report['model_sha256'][:12]}…`), {report['machine']['cpus']} CPUs, "
-        f"command `v4runtime bench scan --images {report['images']}`.",
+        f"command `v4runtime bench scan --images {report['images']}`."
+        + _load_note(report["machine"].get("load_average_1min")),
         "",
         "| single-threaded, one file per call | p50 ms | p95 ms | p99 ms |",
         "|---|---:|---:|---:|",
@@ -174,6 +177,13 @@ def render(report: dict[str, Any]) -> str:
                  "cold (processes spawned, each loading the model once), once per scanner.")
     lines.append(f"Target: >= {report['targets']['throughput_images_per_s']:g} images/s with 2 workers.")
     return "\n".join(lines) + "\n"
+
+
+def _load_note(load: list[float] | None) -> str:
+    if not load:
+        return ""
+    return (f" The machine's 1-minute load average was {load[0]:.1f} at the start and {load[1]:.1f} at the end: "
+            "figures from a busy shared machine are lower bounds of what an idle one gives.")
 
 
 def run(args: argparse.Namespace) -> int:
