@@ -745,9 +745,10 @@ def card_metrics(report: dict[str, Any]) -> dict[str, Any]:
         "method_accuracy": m["method_accuracy"]["rate"],
         "tpr_min64": {k: v["rate"] for k, v in m["tpr_by_method_min64"].items()},
     }
-    total = report.get("latency", {}).get("total_ms")
-    if total:
-        out["latency_ms"] = total
+    for key in ("corpus_seed", "manifest_sha256"):
+        if report["meta"].get(key) is not None:
+            out[key] = report["meta"][key]
+    # no latency here: evaluation runs share the machine; `v4runtime bench scan` is the latency figure
     return out
 
 

@@ -66,7 +66,12 @@ def serve_app(
         finally:
             watcher.cancel()
 
-    asyncio.run(main())
+    try:  # uvloop when installed (Linux/macOS): a faster event loop than asyncio's default
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
     if port_file is not None:
         Path(port_file).unlink(missing_ok=True)
     return 0 if server.started else 1

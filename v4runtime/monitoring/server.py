@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import os
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import uvicorn
-
 from v4runtime.config import MonitorSettings
-
-log = logging.getLogger(__name__)
+from v4runtime.serving import serve_app
 
 
 def _redact(url: str) -> str:
@@ -27,19 +18,6 @@ def _redact(url: str) -> str:
     return f"{scheme}://{user}:***@{tail}" if ":" in creds else url
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server without its signal capture (which re-raises SIGTERM after shutdown): we stop on
-    SIGINT/SIGTERM ourselves and exit 0 after a graceful shutdown."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    def request_exit(self) -> None:
-        """Begin a graceful shutdown."""
-        self.should_exit = True
-
-
 def serve(settings: MonitorSettings, *, port_file: str | Path | None = None, log_level: str = "warning") -> int:
     """Serve until SIGINT/SIGTERM; returns the exit status.
 
@@ -48,48 +26,15 @@ def serve(settings: MonitorSettings, *, port_file: str | Path | None = None, log
     """
     from v4runtime.monitoring.app import create_app
 
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=log_level, access_log=False,
-        lifespan="on", timeout_graceful_shutdown=10,
-    )
-    server = _Server(config)
-
-    async def announce() -> None:
-        while not server.started:
-            if server.should_exit:
-                return
-            await asyncio.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        if port_file is not None:
-            tmp = Path(f"{port_file}.tmp")
-            tmp.write_text(f"{port}\n", encoding="utf-8")
-            os.replace(tmp, port_file)
-        auth = "on" if (settings.read_tokens or settings.write_tokens) else "OFF (no tokens configured)"
-        print(
-            f"v4runtime monitor: listening on http://{settings.host}:{port} "
-            f"(store {_redact(settings.db_url)}, auth {auth})",
-            flush=True,
-        )
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, server.request_exit)
-        watcher = asyncio.create_task(announce())
-        try:
-            await server.serve()
-        finally:
-            watcher.cancel()
-
-    if not (settings.read_tokens or settings.write_tokens):
+    auth_on = bool(settings.read_tokens or settings.write_tokens)
+    if not auth_on:
         print("warning: no read/write tokens configured; the API is open to any local caller", file=sys.stderr)
-    try:  # uvloop when installed (Linux/macOS): a faster event loop than asyncio's default
-        import uvloop
-    except ImportError:
-        asyncio.run(main())
-    else:
-        uvloop.run(main())
-    if port_file is not None:
-        Path(port_file).unlink(missing_ok=True)
-    return 0 if server.started else 1
+    auth = "on" if auth_on else "OFF (no tokens configured)"
+    return serve_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        port_file=port_file,
+        log_level=log_level,
+        banner=lambda url: f"v4runtime monitor: listening on {url} (store {_redact(settings.db_url)}, auth {auth})",
+    )
