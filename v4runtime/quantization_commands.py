@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     q.add_argument("--exclude-worst", type=int, default=0, metavar="K", help="keep the K lowest-SQNR layers in float and quantise again")
     q.add_argument("--exclude-node", action="append", default=[], metavar="NAME", help="keep this node in float (repeatable)")
-    q.add_argument("--max-images", type=int, default=128, help="calibration images to use at most (default 128)")
+    q.add_argument("--max-images", type=int, default=256, help="calibration images to use at most (default 256)")
     q.add_argument("--unlabelled-ok", action="store_true", help="accept a calibration folder without manifest.jsonl")
     q.add_argument("--json", action="store_true", help="print the result as JSON")
     q.set_defaults(func=run_quantize)

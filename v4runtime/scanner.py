@@ -36,8 +36,13 @@ from v4runtime.streams.spec import (
 #: Decision threshold used when neither the caller nor the model card gives one.
 DEFAULT_THRESHOLD = 0.5
 
-#: Files per inference batch in :meth:`Scanner.scan_many`.
-DEFAULT_BATCH = 16
+#: Files per inference call in :meth:`Scanner.scan_many`. One: on CPU the detector gains nothing
+#: from batching, while holding a batch's planes (3.4 MB per file) costs cache
+#: (``v4runtime bench scan`` and the docstring of :meth:`Scanner.scan_many`).
+DEFAULT_BATCH = 1
+
+#: Files handed to a worker at a time (amortises the hand-off between processes).
+DISPATCH = 16
 
 #: ``executor="auto"`` uses processes from this many files on (below, start-up costs more than it saves).
 AUTO_PROCESS_MIN_FILES = 64
@@ -351,7 +356,8 @@ class Scanner:
         Args:
             sources: paths or bytes.
             workers: parallel workers (1 = in this thread).
-            batch_size: files per inference call.
+            batch_size: files per inference call (default 1: batching does not pay on CPU for
+                this model, measured by ``v4runtime bench scan``).
             executor: ``"process"`` (one scanner, hence one session, per worker process; the pool
                 is kept for later calls until :meth:`close`), ``"thread"`` (shares this scanner's
                 session), or ``"auto"``: processes for ``workers > 1`` and at least
@@ -377,7 +383,9 @@ class Scanner:
         """Like :meth:`scan_many`, yielding results in input order as batches complete."""
         items = list(sources)
         batch_size = max(1, int(batch_size))
-        chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+        per_worker = -(-len(items) // max(1, workers))  # ceil: small jobs still reach every worker
+        size = max(batch_size, min(DISPATCH, per_worker))
+        chunks = [(batch_size, items[i : i + size]) for i in range(0, len(items), size)]
         if executor == "auto":
             executor = "process" if workers > 1 and len(items) >= AUTO_PROCESS_MIN_FILES else "thread"
         if executor not in ("thread", "process"):
@@ -428,10 +436,14 @@ class Scanner:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _scan_chunk(self, chunk: Sequence[str | os.PathLike[str] | bytes]) -> list[ScanResult]:
-        prepared = [self._prepare(source) for source in chunk]
-        self._infer(prepared)
-        return [p.result for p in prepared]
+    def _scan_chunk(self, task: tuple[int, Sequence[str | os.PathLike[str] | bytes]]) -> list[ScanResult]:
+        batch_size, chunk = task
+        results = []
+        for i in range(0, len(chunk), batch_size):
+            prepared = [self._prepare(source) for source in chunk[i : i + batch_size]]
+            self._infer(prepared)
+            results += [p.result for p in prepared]
+        return results
 
 
 # -- process workers: one Scanner (one session) per worker process ----------------------------------
@@ -453,9 +465,9 @@ def _worker_init(model_path: str, threshold: float, zero_streams: tuple[str, ...
     _WORKER_SCANNER = Scanner(model=model_path, threshold=threshold, zero_streams=zero_streams)
 
 
-def _worker_scan_chunk(chunk: Sequence[str | bytes]) -> list[ScanResult]:
+def _worker_scan_chunk(task: tuple[int, Sequence[str | bytes]]) -> list[ScanResult]:
     assert _WORKER_SCANNER is not None, "worker not initialised"
-    return _WORKER_SCANNER._scan_chunk(chunk)
+    return _WORKER_SCANNER._scan_chunk(task)
 
 
 __all__ = [

@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     out = scan.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON document with every result")
     out.add_argument("--jsonl", action="store_true", help="print one JSON object per file, as they finish")
-    scan.add_argument("--workers", type=int, default=1, metavar="N", help="worker threads (default 1)")
+    scan.add_argument("--workers", type=int, default=1, metavar="N",
+                      help="parallel workers: processes from 64 files on, else threads (default 1)")
     scan.add_argument("--threshold", type=float, default=None, metavar="T",
                       help="stego probability threshold (default: the model card's)")
     scan.add_argument("--model", default=None, metavar="NAME|PATH",
@@ -185,16 +186,19 @@ def run_scan(args: argparse.Namespace) -> int:
     paths = collect_paths(args.paths, args.recursive)
     bar = _progress_bar(len(paths), sys.stderr)
     results, records = [], []
-    for r in _scan_iter(scanner, paths, args.workers, bar):
-        record = r.to_dict()
-        if args.extract and r.is_stego:
-            record["payload"] = _extract_payload(r.path, r.method)
-        results.append(r)
-        records.append(record)
-        if args.jsonl:
-            print(json.dumps(record), flush=True)
-        elif not args.json:
-            print(_human_line(r) + _payload_line(record.get("payload")))
+    try:
+        for r in _scan_iter(scanner, paths, args.workers, bar):
+            record = r.to_dict()
+            if args.extract and r.is_stego:
+                record["payload"] = _extract_payload(r.path, r.method)
+            results.append(r)
+            records.append(record)
+            if args.jsonl:
+                print(json.dumps(record), flush=True)
+            elif not args.json:
+                print(_human_line(r) + _payload_line(record.get("payload")))
+    finally:
+        scanner.close()
     if bar is not None:
         bar.close()
     if args.json:

@@ -70,3 +70,17 @@ def test_bad_corpora_raise_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="x.png not found"):
         read_manifest(tmp_path)
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.onnx")]) == 2
+
+
+def test_unsignalled_payloads_are_flagged_from_the_manifest(tmp_path: Path) -> None:
+    rows = [
+        {"path": "a.png", "label": 1, "method": "lsb.rgb", "marker": False, "payload_kind": "random"},
+        {"path": "b.png", "label": 1, "method": "lsb.rgb", "marker": True, "payload_kind": "random"},
+        {"path": "c.png", "label": 1, "method": "raw", "marker": False, "payload_kind": "random"},
+        {"path": "d.png", "label": 1, "method": "palette", "marker": False, "payload_kind": "text"},
+        {"path": "e.png", "label": 0, "method": None},
+    ]
+    for row in rows:
+        (tmp_path / row["path"]).write_bytes(b"x")
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [s.unsignalled for s in read_manifest(tmp_path)] == [True, False, False, False, False]

@@ -81,3 +81,20 @@ def test_training_needs_both_classes() -> None:
     data.labels[:] = 1.0
     with pytest.raises(ConfigError, match="both clean and stego"):
         train(data, TrainConfig(epochs=1), log=lambda _: None)
+
+
+def test_unsignalled_weight_changes_the_fit() -> None:
+    data = _synthetic()
+    data.unsignalled = (data.labels > 0) & (np.arange(len(data)) % 4 == 1)
+    full = train(data, TrainConfig(epochs=1, batch_size=16, unsignalled_weight=1.0), log=lambda _: None)
+    light = train(data, TrainConfig(epochs=1, batch_size=16, unsignalled_weight=0.1), log=lambda _: None)
+    assert not np.array_equal(_weights(full.model), _weights(light.model))
+
+
+def test_stream_dropout_is_seeded_and_changes_the_fit() -> None:
+    data = _synthetic()
+    plain = train(data, TrainConfig(epochs=1, batch_size=16), log=lambda _: None)
+    a = train(data, TrainConfig(epochs=1, batch_size=16, stream_dropout=0.5), log=lambda _: None)
+    b = train(data, TrainConfig(epochs=1, batch_size=16, stream_dropout=0.5), log=lambda _: None)
+    assert np.array_equal(_weights(a.model), _weights(b.model))
+    assert not np.array_equal(_weights(a.model), _weights(plain.model))

@@ -133,3 +133,16 @@ def test_progress_bar_only_on_a_terminal(toy_model_path: Path, image_dir: Path) 
         bar.advance(1)
     bar.close()
     assert "\r" in term.getvalue() and "3/3" in term.getvalue()
+
+
+def test_many_files_with_worker_processes(toy_model_path: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """From 64 files on, --workers 2 scans in worker processes: every file still comes back, in order."""
+    for i in range(70):
+        (tmp_path / f"f{i:03d}.png").write_bytes(png_bytes(i, size=(16, 16)))
+    (tmp_path / "f999.png").write_bytes(b"\x89PNG broken")
+    code, out, _ = scan(capsys, str(tmp_path), "--jsonl", "--workers", "2", "--model", str(toy_model_path))
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 2
+    assert [Path(r["path"]).name for r in rows] == sorted(p.name for p in tmp_path.iterdir())
+    assert [Path(r["path"]).name for r in rows if r["error"]] == ["f999.png"]

@@ -114,6 +114,9 @@ def test_process_workers(toy_model_path: Path, image_dir: Path) -> None:
     paths = sorted(str(p) for p in image_dir.rglob("*") if p.is_file())
     threads = s.scan_many(paths, workers=2, batch_size=1)
     procs = s.scan_many(paths, workers=2, batch_size=1, executor="process")
+    again = s.scan_many(paths, workers=2, batch_size=1, executor="process")  # the pool is reused
+    s.close()
+    assert [r.probability for r in again] == [r.probability for r in procs]
     assert [(r.path, r.is_stego, r.error_reason) for r in procs] == [
         (r.path, r.is_stego, r.error_reason) for r in threads
     ]

@@ -25,6 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--clean-weight", type=float, default=2.0,
                    help="extra loss weight of clean images after class balancing (false positives cost more)")
+    p.add_argument("--unsignalled-weight", type=float, default=1.0,
+                   help="loss weight of stego images with a random, unmarked payload in a bit-plane method")
+    p.add_argument("--stream-dropout", type=float, default=0.0,
+                   help="probability of blanking the content and meta streams of a training sample")
     p.add_argument("--name", default=None, help="model name in the card (default: file name)")
     p.add_argument("--report", default=None, help="also write the training summary as JSON here")
     p.set_defaults(func=_train)
@@ -48,7 +52,8 @@ def _train(args: argparse.Namespace) -> int:
         raise
     config = TrainConfig(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
                          val_fraction=args.val_fraction, workers=args.workers, threads=args.threads, lr=args.lr,
-                         clean_weight=args.clean_weight)
+                         clean_weight=args.clean_weight, unsignalled_weight=args.unsignalled_weight,
+                         stream_dropout=args.stream_dropout)
     argv = [a for a in sys.argv[1:]] if Path(sys.argv[0]).name.startswith("v4runtime") else None
     run(args.data, args.out, config, name=args.name, report=args.report, argv=argv)
     return 0

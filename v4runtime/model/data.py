@@ -40,6 +40,11 @@ class Sample:
     method: int  # index into METHODS, -1 for clean images
     payload_bytes: int
     format: str
+    unsignalled: bool = False  # random payload without marker in a bit-plane method
+
+
+#: Methods that write payload bits into sample LSBs (the others append or insert whole bytes).
+BIT_PLANE_METHODS = ("alpha", "palette", "lsb.rgb")
 
 
 @dataclass
@@ -52,6 +57,7 @@ class StreamSet:
     payload_bytes: np.ndarray  # (n,) int64
     formats: list[str]
     from_cache: bool = False  # True when the streams were read from ``streams-cache.npz``
+    unsignalled: np.ndarray | None = None  # (n,) bool, see :class:`Sample`
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -69,7 +75,8 @@ class StreamSet:
     def subset(self, index: np.ndarray) -> StreamSet:
         """A view of the rows in ``index`` (copies)."""
         return StreamSet({k: v[index] for k, v in self.arrays.items()}, self.labels[index], self.methods[index],
-                         self.payload_bytes[index], [self.formats[i] for i in index])
+                         self.payload_bytes[index], [self.formats[i] for i in index], self.from_cache,
+                         None if self.unsignalled is None else self.unsignalled[index])
 
 
 def _first(record: dict[str, Any], *keys: str, default: Any = None) -> Any:
@@ -109,7 +116,9 @@ def read_manifest(data_dir: str | Path) -> list[Sample]:
             raise ConfigError(f"{manifest}:{number}: image file {path} not found")
         samples.append(Sample(path=path, stego=stego, method=METHODS.index(method) if stego else -1,
                               payload_bytes=int(_first(record, "payload_bytes", "payload_size", default=0) or 0),
-                              format=str(_first(record, "format", default="?"))))
+                              format=str(_first(record, "format", default="?")),
+                              unsignalled=bool(stego and method in BIT_PLANE_METHODS and record.get("marker") is False
+                                               and record.get("payload_kind") == "random")))
     if not samples:
         raise ConfigError(f"{manifest} lists no images")
     return samples
@@ -195,6 +204,7 @@ def load_corpus(data_dir: str | Path, workers: int = 1) -> tuple[StreamSet, str]
         payload_bytes=np.array([s.payload_bytes for s in samples], dtype=np.int64),
         formats=[s.format for s in samples],
         from_cache=cached,
+        unsignalled=np.array([s.unsignalled for s in samples], dtype=bool),
     )
     return streams, manifest_sha
 

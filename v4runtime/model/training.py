@@ -29,6 +29,8 @@ from v4runtime.model.data import StreamSet, load_corpus, split
 from v4runtime.model.progress import Progress
 from v4runtime.streams.spec import METHODS, STREAM_NAMES
 
+#: Streams that stream dropout may blank during training (never ``format``: it holds the capability mask).
+DROPPABLE_STREAMS = ("content", "meta")
 #: Threshold used during training and whenever validation gives no reason to move it.
 DEFAULT_THRESHOLD = 0.5
 #: Highest threshold calibration may choose (beyond it TPR would collapse first).
@@ -49,6 +51,13 @@ class TrainConfig:
     weight_decay: float = 1e-4
     method_weight: float = 0.5
     clean_weight: float = 2.0  # extra weight on clean samples: false positives cost more than misses
+    #: Weight of stego samples whose payload leaves no first-order trace (random bytes, no marker, in a
+    #: bit-plane method): near-indistinguishable from clean noise, they would teach the model to flag
+    #: noisy clean files; they stay in the corpus but count less.
+    unsignalled_weight: float = 1.0
+    #: Probability of zeroing each of :data:`DROPPABLE_STREAMS` for a training sample, so the plane
+    #: encoders must learn to decide without the dominant feature streams (0 disables).
+    stream_dropout: float = 0.0
 
 
 @dataclass
@@ -179,6 +188,8 @@ def train(streams: StreamSet, config: TrainConfig, log: Callable[[str], None] = 
     # Class balancing: each class carries the same total weight, then clean images count extra.
     n_pos, n_neg = float(labels.sum()), float(len(labels) - labels.sum())
     class_weight = np.where(labels > 0.5, len(labels) / (2 * n_pos), config.clean_weight * len(labels) / (2 * n_neg))
+    if streams.unsignalled is not None:
+        class_weight = np.where(streams.unsignalled[train_idx], class_weight * config.unsignalled_weight, class_weight)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(train_idx) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, epochs=config.epochs,
@@ -195,7 +206,12 @@ def train(streams: StreamSet, config: TrainConfig, log: Callable[[str], None] = 
         for step in range(steps_per_epoch):
             pick = order[step * config.batch_size:(step + 1) * config.batch_size]
             rows = train_idx[pick]
-            loss = _loss(model, _tensors(streams, rows), torch.from_numpy(streams.labels[rows]),
+            inputs = _tensors(streams, rows)
+            if config.stream_dropout > 0:
+                for name in DROPPABLE_STREAMS:
+                    drop = torch.from_numpy(rng.random(len(rows)) < config.stream_dropout)
+                    inputs[STREAM_NAMES.index(name)][drop] = 0.0
+            loss = _loss(model, inputs, torch.from_numpy(streams.labels[rows]),
                          torch.from_numpy(streams.methods[rows]),
                          torch.from_numpy(class_weight[pick].astype(np.float32)), config)
             optimiser.zero_grad(set_to_none=True)

@@ -245,7 +245,7 @@ def quantize_model(
     reduce_range: bool | None = None,
     exclude_nodes: Sequence[str] = (),
     exclude_worst: int = 0,
-    max_images: int = 128,
+    max_images: int = 256,
     allow_unlabelled: bool = False,
 ) -> QuantizeResult:
     """Quantise an FP32 detector to INT8 (QDQ, S8S8) with images from a calibration folder.
