@@ -53,3 +53,13 @@ def test_real_clean_verdicts_match_the_report() -> None:
     assert [r.path for r in results if r.error] == []
     flagged = sorted(Path(r.path).name for r in results if r.is_stego)
     assert flagged == sorted(fp["path"] for fp in report["false_positives"])
+
+
+def test_heldout_corpus_is_not_the_training_corpus() -> None:
+    """The held-out figures come from a corpus built with another seed and another manifest than training's."""
+    report = json.loads((GENERATED / "heldout.json").read_text())
+    card = resolve_model(report["meta"]["model"]).card
+    corpora = card.training.get("corpus") or []
+    corpora = corpora if isinstance(corpora, list) else [corpora]
+    assert report["meta"]["corpus_seed"] not in {c.get("seed") for c in corpora}
+    assert report["meta"]["manifest_sha256"] != card.training_manifest_sha256

@@ -43,3 +43,14 @@ def test_generated_pages_are_current() -> None:
     card = read_card(card_path(resolved.path))
     for name, text in render_docs(resolved.path, card).items():
         assert (GENERATED / name).read_text(encoding="utf-8") == text, f"{name} is stale"
+
+
+def test_training_record_belongs_to_the_shipped_model() -> None:
+    """docs/generated/model/training.json is the `--report` of the run that made the shipped model."""
+    import json
+
+    resolved = resolve_model()
+    record = json.loads((GENERATED / "training.json").read_text(encoding="utf-8"))
+    assert record["sha256"] == resolved.sha256
+    assert record["history"] == resolved.card.training["history"]
+    assert record["command"].startswith("v4runtime train ")

@@ -11,35 +11,48 @@ import pytest
 pytest.importorskip("torch")
 
 from v4runtime.cli import main  # noqa: E402
-from v4runtime.datasets import build_corpus  # noqa: E402
 from v4runtime.errors import ConfigError  # noqa: E402
 from v4runtime.model.data import CACHE, load_corpus, read_manifest  # noqa: E402
 from v4runtime.model.registry import resolve_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("corpus")
-    build_corpus(out, clean=20, stego=20, seed=7, progress=False)
-    return out
-
-
-def test_train_one_epoch_exports_a_verified_model(corpus: Path, tmp_path: Path, capsys) -> None:
-    out = tmp_path / "tiny.onnx"
-    report = tmp_path / "training.json"
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """The full recipe at toy scale: build a 40-image corpus, train one epoch, export, card."""
+    corpus = tmp_path_factory.mktemp("corpus")
+    out = tmp_path_factory.mktemp("model") / "tiny.onnx"
+    report = out.with_name("training.json")
     assert main(["train", "--data", str(corpus), "--out", str(out), "--epochs", "1", "--batch-size", "16",
-                 "--report", str(report)]) == 0
-    printed = capsys.readouterr()
-    assert "epoch 1: loss" in printed.out and "val FPR" in printed.out and "TPR" in printed.out
-    assert "parity max |diff|" in printed.out
+                 "--build-clean", "20", "--build-stego", "20", "--build-seed", "7", "--report", str(report)]) == 0
+    return corpus, out, report
+
+
+@pytest.fixture(scope="module")
+def corpus(trained: tuple[Path, Path, Path]) -> Path:
+    return trained[0]
+
+
+def test_train_one_epoch_exports_a_verified_model(trained: tuple[Path, Path, Path]) -> None:
+    corpus, out, report = trained
     resolved = resolve_model(out)  # sha256 and signature verified
     summary = json.loads(report.read_text())
     assert summary["sha256"] == resolved.sha256
     assert summary["parity_max_abs_diff"] <= 1e-4
     assert summary["corpus_images"] == 40 and summary["corpus_stego"] == 20
+    assert summary["seconds"]["corpus_build"] > 0 and summary["corpus"]["seed"] == 7
     assert resolved.card.training_manifest_sha256 == json.loads((corpus / "corpus.json").read_text())["manifest_sha256"]
     assert resolved.card.training["config"]["epochs"] == 1
+    assert [e["epoch"] for e in summary["history"]] == [1] and "val_fpr" in summary["history"][0]
     assert (corpus / CACHE).is_file() and summary["streams_from_cache"] is False
+
+
+def test_train_prints_progress_and_validation(tmp_path: Path, corpus: Path, capsys) -> None:
+    out = tmp_path / "again.onnx"
+    assert main(["train", "--data", str(corpus), "--out", str(out), "--epochs", "1", "--batch-size", "16"]) == 0
+    printed = capsys.readouterr()
+    assert "epoch 1: loss" in printed.out and "val FPR" in printed.out and "TPR" in printed.out
+    assert "parity max |diff|" in printed.out and "epoch 1/1 [" in printed.err
+    assert resolve_model(out).card.training["streams_from_cache"] is True
 
 
 def test_stream_cache_is_reused_and_invalidated(corpus: Path) -> None:

@@ -17,7 +17,8 @@ def test_bench_scan_writes_report(tmp_path: Path, toy_model_path: Path, capsys: 
     assert code == 0
     report = json.loads((tmp_path / "bench-scan.json").read_text())
     assert report["images"] == 20 and report["model"] == "toy"
-    assert set(report["latency_ms"]) == {"read_ms", "streams_ms", "inference_ms", "total_ms"}
+    assert set(report["latency_ms"]) == {"read_ms", "streams_ms", "inference_ms", "total_ms", "cpu_ms"}
+    assert report["cpu_bound_images_per_s_per_core"] > 0
     assert set(report["throughput_images_per_s"]) == {"1 worker", "1 worker, batches of 8", "2 workers (threads)",
                                                       "2 workers (processes)"}
     assert all(v > 0 for v in report["throughput_images_per_s"].values())

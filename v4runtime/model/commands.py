@@ -29,6 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="loss weight of stego images with a random, unmarked payload in a bit-plane method")
     p.add_argument("--stream-dropout", type=float, default=0.0,
                    help="probability of blanking the content and meta streams of a training sample")
+    p.add_argument("--build-clean", type=int, default=None, metavar="N",
+                   help="first build the corpus in --data with `dataset build` (N clean images; timed and recorded)")
+    p.add_argument("--build-stego", type=int, default=None, metavar="N", help="stego images of that corpus")
+    p.add_argument("--build-seed", type=int, default=None, metavar="S", help="seed of that corpus")
     p.add_argument("--name", default=None, help="model name in the card (default: file name)")
     p.add_argument("--report", default=None, help="also write the training summary as JSON here")
     p.set_defaults(func=_train)
@@ -55,7 +59,12 @@ def _train(args: argparse.Namespace) -> int:
                          clean_weight=args.clean_weight, unsignalled_weight=args.unsignalled_weight,
                          stream_dropout=args.stream_dropout)
     argv = [a for a in sys.argv[1:]] if Path(sys.argv[0]).name.startswith("v4runtime") else None
-    run(args.data, args.out, config, name=args.name, report=args.report, argv=argv)
+    build = None
+    if args.build_clean is not None or args.build_stego is not None:
+        if args.build_clean is None or args.build_stego is None or args.build_seed is None:
+            raise ConfigError("--build-clean, --build-stego and --build-seed go together")
+        build = {"clean": args.build_clean, "stego": args.build_stego, "seed": args.build_seed}
+    run(args.data, args.out, config, name=args.name, report=args.report, argv=argv, build=build)
     return 0
 
 

@@ -18,6 +18,7 @@ SUM_COLUMNS: tuple[str, ...] = (
     "n", "errors", "ok", "stego", "prob_sum", "lat_sum", "tp", "fp", "tn", "fn_",
 )
 HIST_COLUMNS: tuple[str, ...] = tuple(f"h{i}" for i in range(N_BUCKETS))
+_SUM_TYPES = tuple(float if c in ("prob_sum", "lat_sum") else int for c in SUM_COLUMNS)
 
 
 @dataclass
@@ -74,12 +75,10 @@ class MinuteAgg:
     def from_row(cls, values: Sequence[float]) -> MinuteAgg:
         """Inverse of :meth:`row`."""
         k = len(SUM_COLUMNS)
-        # PostgreSQL returns SUM(bigint) as Decimal: normalise to int/float.
-        agg = cls(*(
-            (float if SUM_COLUMNS[i] in ("prob_sum", "lat_sum") else int)(values[i] or 0) for i in range(k)
-        ))
+        # Normalise driver types (e.g. Decimal from a PostgreSQL SUM) to int/float.
+        agg = cls(*(convert(v or 0) for convert, v in zip(_SUM_TYPES, values, strict=False)))
         agg.lat_max = float(values[k] or 0.0)
-        agg.hist = [int(v or 0) for v in values[k + 1 : k + 1 + N_BUCKETS]]
+        agg.hist = list(map(int, values[k + 1 : k + 1 + N_BUCKETS]))  # NOT NULL columns
         return agg
 
     # Derived figures -------------------------------------------------------------------------

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
 from v4runtime import __version__
 from v4runtime.monitoring import registry
 from v4runtime.monitoring.aggregates import build_stats
 from v4runtime.monitoring.api_errors import APIError
-from v4runtime.monitoring.ingest import Overloaded
+from v4runtime.monitoring.logpath import accept, check_request
 from v4runtime.monitoring.prom import CONTENT_TYPE
 from v4runtime.monitoring.runtime import Runtime
 from v4runtime.monitoring.schemas import (
@@ -27,10 +24,8 @@ from v4runtime.monitoring.schemas import (
     AlertList,
     DependencyCheck,
     ErrorEnvelope,
-    EventBatch,
     Granularity,
     Health,
-    InferenceEvent,
     LogAccepted,
     ModelVersion,
     ModelVersions,
@@ -79,14 +74,6 @@ async def write_access(
     return runtime(request).auth.authorize(request.headers.get("authorization"), "write", _client(request))
 
 
-def _shape(value: Any) -> str:
-    return "batch" if isinstance(value, dict) and "events" in value else "single"
-
-
-LogBody = Annotated[
-    Annotated[InferenceEvent, Tag("single")] | Annotated[EventBatch, Tag("batch")], Discriminator(_shape)
-]
-
 def _query_names(dependant: Any) -> set[str]:
     names = {p.alias for p in dependant.query_params}
     for sub in dependant.dependencies:
@@ -117,7 +104,7 @@ api = APIRouter(responses=_errors(401, 422, 429), dependencies=[Depends(known_qu
 
 # Probes -------------------------------------------------------------------------------------
 @probes.get("/health", response_model=Health, responses={503: {"model": Health, "description": "Degraded"}})
-async def health(request: Request, response: Response) -> Health:
+async def health(request: Request) -> Response:
     """Service health: version, uptime, request counters and dependency checks (200, or 503 when degraded)."""
     rt = runtime(request)
     try:
@@ -129,9 +116,7 @@ async def health(request: Request, response: Response) -> Health:
     writer = DependencyCheck(ok=writer_ok, detail=rt.writer.last_error or ("running" if rt.writer.alive else "stopped"))
     deps = {"store": store, "writer": writer}
     ok = all(d.ok for d in deps.values())
-    if not ok:
-        response.status_code = 503
-    return Health(
+    answer = Health(
         status="ok" if ok else "degraded",
         version=__version__,
         uptime_s=round(asyncio.get_running_loop().time() - request.app.state.loop_started, 3),
@@ -140,6 +125,7 @@ async def health(request: Request, response: Response) -> Health:
         queue_depth=rt.writer.depth,
         dependencies=deps,
     )
+    return Response(answer.model_dump_json(), status_code=200 if ok else 503, media_type="application/json")
 
 
 @probes.get("/health/live", response_model=Probe)
@@ -164,10 +150,10 @@ async def ready(request: Request, response: Response) -> Probe:
 
 
 # Metrics ------------------------------------------------------------------------------------
-#: Validator of the log body; the same schema is put into the OpenAPI document by the app factory.
-LOG_BODY = TypeAdapter(LogBody)
 #: The hot path is kept off FastAPI's dependency and body machinery (it cost more than the rest of the
-#: request): a router of its own, no declared body parameter, JSON validated straight from bytes.
+#: request): a router of its own, no declared body parameter, JSON validated straight from bytes. The
+#: edge middleware serves this path with :func:`v4runtime.monitoring.logpath.handle_log`; this route
+#: documents it and runs the same checks.
 ingest = APIRouter(responses=_errors(401, 422, 429))
 
 
@@ -182,41 +168,10 @@ ingest = APIRouter(responses=_errors(401, 422, 429))
 async def log_events(request: Request) -> Response:
     """Store one inference event or a batch (``{"events": [...]}``); 202 once committed (durable)."""
     rt = runtime(request)
-    rt.auth.authorize(request.headers.get("authorization"), "write", _client(request))
-    for name in request.query_params:
-        raise APIError(
-            422, "validation_error", f"invalid field '{name}': unknown query parameter",
-            details=[{"field": name, "message": "unknown query parameter", "type": "extra_forbidden"}],
-        )
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    if content_type != "application/json" and not content_type.endswith("+json"):
-        raise APIError(415, "unsupported_media_type", f"send application/json, not {content_type}")
-    try:
-        body = LOG_BODY.validate_json(await request.body())
-    except ValidationError as exc:
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
-    events = body.events if isinstance(body, EventBatch) else [body]  # ids/timestamps filled by validation
-    limit = datetime.now(UTC) + timedelta(hours=1)
-    for i, event in enumerate(events):
-        assert event.timestamp is not None
-        if event.timestamp > limit:
-            field = f"events[{i}].timestamp" if isinstance(body, EventBatch) else "timestamp"
-            raise APIError(
-                422, "validation_error", f"invalid field '{field}': more than 1 hour in the future",
-                details=[{"field": field, "message": "more than 1 hour in the future", "type": "value_error"}],
-            )
-    try:
-        future = rt.writer.submit(events)
-    except Overloaded as exc:
-        raise APIError(503, "overloaded", "ingest queue is full, retry later", headers={"Retry-After": "1"}) from exc
-    try:
-        inserted = await asyncio.wrap_future(future)
-    except Exception as exc:
-        raise APIError(503, "store_unavailable", f"events not stored: {exc}", headers={"Retry-After": "1"}) from exc
-    ids = [e.request_id or "" for e in events]
-    accepted = len({i for i in ids if i in inserted})
-    answer = {"accepted": accepted, "duplicates": len(ids) - accepted, "ids": ids}
-    return Response(json.dumps(answer, separators=(",", ":")), status_code=202, media_type="application/json")
+    check_request(rt, request.headers.get("authorization"), request.query_params, request.headers.get("content-type"),
+                  _client(request))
+    body = await accept(rt, await request.body())
+    return Response(body, status_code=202, media_type="application/json")
 
 
 @api.get("/metrics/stats", response_model=Stats, tags=["metrics"])
@@ -226,7 +181,7 @@ async def stats(
     window: Annotated[Window, Query(description="Window ending now.")] = "1h",
     granularity: Annotated[Granularity, Query(description="Bucket size of the time series.")] = "1m",
     model_version: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9._:\-]{1,64}$")] = None,
-) -> Stats:
+) -> Response:
     """Totals, error rate, latency percentiles, throughput, stego rate, FPR/TPR and a time series."""
     window_s, step = DURATIONS[window], DURATIONS[granularity]
     if window_s // step > MAX_POINTS:
@@ -239,10 +194,12 @@ async def stats(
     end = int(now // 60) * 60 + 60
     start = end - window_s
     rows = await run_in_threadpool(runtime(request).store.read_minutes, start, end, model_version)
-    return build_stats(
+    stats = build_stats(
         rows, start=start, end=end, window=window, granularity_s=step, granularity=granularity,
         model_version=model_version,
     )
+    # Serialised here: returning the model would make FastAPI validate it a second time.
+    return Response(stats.model_dump_json(), media_type="application/json")
 
 
 @probes.get(
@@ -280,12 +237,16 @@ async def recent_alerts(
     severity: Severity | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     active_only: bool = False,
-) -> AlertList:
+) -> Response:
     """Newest alerts first (pending, firing and resolved; only active ones with ``active_only``)."""
-    records = await run_in_threadpool(
-        runtime(request).store.recent_alerts, limit=limit, severity=severity, active_only=active_only
-    )
-    return AlertList(alerts=[_alert(r) for r in records])
+    store = runtime(request).store
+
+    def build() -> bytes:
+        records = store.recent_alerts(limit=limit, severity=severity, active_only=active_only)
+        return AlertList(alerts=[_alert(r) for r in records]).model_dump_json().encode()
+
+    body = await runtime(request).reads.get(("alerts", severity, limit, active_only), build)
+    return Response(body, media_type="application/json")
 
 
 @api.post("/alerts/{alert_id}/acknowledge", response_model=Alert, tags=["alerts"], responses=_errors(403, 404))
@@ -312,9 +273,13 @@ async def acknowledge(
 
 # Models -------------------------------------------------------------------------------------
 @api.get("/models/versions", response_model=ModelVersions, tags=["models"])
-async def model_versions(request: Request, _: Annotated[str, Depends(read_access)]) -> ModelVersions:
+async def model_versions(request: Request, _: Annotated[str, Depends(read_access)]) -> Response:
     """Current, canary and previous model versions (sha256, size, FPR/TPR from the card, deployed_at)."""
-    return await run_in_threadpool(registry.list_versions, runtime(request).store)
+    store = runtime(request).store
+    body = await runtime(request).reads.get(
+        ("models",), lambda: registry.list_versions(store).model_dump_json().encode()
+    )
+    return Response(body, media_type="application/json")
 
 
 @api.post("/models/versions", status_code=201, response_model=ModelVersion, tags=["models"], responses=_errors(403))

@@ -13,6 +13,7 @@ from v4runtime.monitoring.alerts import AlertEngine, Rule, WebhookNotifier, defa
 from v4runtime.monitoring.auth import Authenticator
 from v4runtime.monitoring.ingest import BatchWriter
 from v4runtime.monitoring.prom import Metrics
+from v4runtime.monitoring.readcache import ReadCache
 from v4runtime.monitoring.store import Store, open_store
 from v4runtime.monitoring.store.base import WriteResult
 
@@ -32,6 +33,10 @@ class Runtime:
     metrics: Metrics
     started: float = field(default_factory=time.time)
     _retention_task: asyncio.Task[None] | None = None
+    reads: ReadCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reads = ReadCache(self.store)
 
     @classmethod
     def start(cls, settings: MonitorSettings, *, store: Store | None = None, rules: list[Rule] | None = None) -> Runtime:
@@ -57,6 +62,7 @@ class Runtime:
         metrics.gauge("v4_ingest_queue_depth", "Requests waiting for a group commit", lambda: writer.depth)
         metrics.gauge("v4_webhook_deliveries_failed", "Webhook deliveries given up", lambda: notifier.failed)
         metrics.gauge("v4_alert_evaluations", "Alert rule evaluations so far", lambda: engine.evaluations)
+        store.start_background()
         writer.start()
         notifier.start()
         engine.start()

@@ -81,10 +81,14 @@ class InferenceEvent(_Strict):
     @model_validator(mode="after")
     def _fill_defaults(self) -> InferenceEvent:
         # Filled at validation, on the client (so a retried event keeps its id) or on the server.
+        # What BaseModel.__setattr__ does for a plain field, without its per-call dispatch (this runs
+        # for every event of a batch).
         if self.request_id is None:
-            self.request_id = new_id()
+            self.__dict__["request_id"] = new_id()
+            self.__pydantic_fields_set__.add("request_id")
         if self.timestamp is None:
-            self.timestamp = datetime.now(UTC)
+            self.__dict__["timestamp"] = datetime.now(UTC)
+            self.__pydantic_fields_set__.add("timestamp")
         return self
 
 

@@ -49,7 +49,8 @@ class PostgresStore(Store):
         if not rows:
             return set()
         columns = list(zip(*rows, strict=True))
-        arrays = ", ".join(f"%s::{t}[]" for t in _PG_TYPES)
+        # Binary arrays (%b): text arrays would quote every element with a regular expression.
+        arrays = ", ".join(f"%b::{t}[]" for t in _PG_TYPES)
         cur.execute(
             f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT * FROM unnest({arrays}) "
             "ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
