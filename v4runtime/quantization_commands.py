@@ -36,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     q.add_argument("--exclude-worst", type=int, default=0, metavar="K", help="keep the K lowest-SQNR layers in float and quantise again")
     q.add_argument("--exclude-node", action="append", default=[], metavar="NAME", help="keep this node in float (repeatable)")
+    q.add_argument(
+        "--float-head",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep the decision head (last layer to stego_probability) in float (default on)",
+    )
     q.add_argument("--max-images", type=int, default=256, help="calibration images to use at most (default 256)")
     q.add_argument("--unlabelled-ok", action="store_true", help="accept a calibration folder without manifest.jsonl")
     q.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -77,6 +83,7 @@ def run_quantize(args: argparse.Namespace) -> int:
         reduce_range=args.reduce_range,
         exclude_nodes=args.exclude_node,
         exclude_worst=args.exclude_worst,
+        float_head=args.float_head,
         max_images=args.max_images,
         allow_unlabelled=args.unlabelled_ok,
     )

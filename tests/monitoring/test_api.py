@@ -167,3 +167,16 @@ def test_serve_stops_cleanly_on_sigterm(server_factory) -> None:
     server = server_factory()
     assert server.stop() == 0
     assert not list(server.workdir.glob("port-*"))
+
+
+def test_cached_reads_follow_writes_at_once(open_server: Server) -> None:
+    # /models/versions and /alerts/recent answers are cached; a write through the server invalidates them.
+    url = open_server.url
+    before = httpx.get(f"{url}/v1/models/versions").json()
+    assert httpx.get(f"{url}/v1/models/versions").json() == before  # now served from the cache
+    registered = httpx.post(f"{url}/v1/models/versions", json={"version": "cache-1", "role": "canary",
+                                                               "sha256": "c" * 64, "size_bytes": 7})
+    assert registered.status_code == 201, registered.text
+    after = httpx.get(f"{url}/v1/models/versions").json()
+    assert after["canary"]["version"] == "cache-1"
+    assert "cache-1" in {v["version"] for v in after["versions"]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -107,3 +108,22 @@ def test_bad_urls_raise_store_error(tmp_path) -> None:
         open_store("sqlite:///:memory:")
     with pytest.raises(StoreError, match="PostgreSQL"):
         open_store("postgresql://postgres@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_sqlite_checkpoints_run_on_their_own_thread(tmp_path) -> None:
+    # A server's store disables SQLite's in-commit checkpoints; its thread moves the WAL into the file.
+    from v4runtime.monitoring.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "ckpt.db")
+    try:
+        store.start_background(period_s=0.05)
+        empty = (tmp_path / "ckpt.db").stat().st_size
+        store.write_events(make_events(2000))
+        deadline = time.monotonic() + 10
+        while (tmp_path / "ckpt.db").stat().st_size <= empty and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert (tmp_path / "ckpt.db").stat().st_size > empty
+        with store._pool.connection() as conn:
+            assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    finally:
+        store.close()

@@ -46,10 +46,18 @@ def test_fragile_model_fails_and_names_the_layer(fragile: Path, fragile_int8: Pa
 
 
 def test_exclude_worst_keeps_the_culprit_in_float(fragile: Path, images: Path, tmp_path: Path) -> None:
-    result = quantize_model(fragile, images, tmp_path / "fixed.onnx", exclude_worst=1)
+    result = quantize_model(fragile, images, tmp_path / "fixed.onnx", exclude_worst=1, float_head=False)
     assert result.excluded_nodes[0].startswith("stego_head")
     assert any(n.startswith("head_in") for n in result.excluded_nodes)  # the Concat feeding it stays float too
     assert result.layer_losses[0]["node"] == result.excluded_nodes[0]
+    assert verify_quantization(fragile, result.output, images, repeats=1).passed
+
+
+def test_float_head_is_the_default_and_keeps_the_decision_in_float(fragile: Path, images: Path, tmp_path: Path) -> None:
+    result = quantize_model(fragile, images, tmp_path / "head.onnx")
+    assert result.settings["float_head"] == "true"
+    assert {"stego_sigmoid", "stego_flat"} <= set(result.excluded_nodes)
+    assert any(n.startswith("stego_head") for n in result.excluded_nodes)
     assert verify_quantization(fragile, result.output, images, repeats=1).passed
 
 

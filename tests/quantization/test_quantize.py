@@ -54,7 +54,8 @@ def test_metadata_records_settings_and_exact_sizes(robust: Path, robust_int8: Pa
     assert int(meta["int8_size_bytes"]) == robust_int8.stat().st_size
     assert int(meta["fp32_size_bytes"]) == robust.stat().st_size
     assert meta["fp32_sha256"] == sha256_file(robust)
-    assert json.loads(meta["excluded_nodes"]) == []
+    assert meta["float_head"] == "true"
+    assert "stego_sigmoid" in json.loads(meta["excluded_nodes"])
     assert read_quantization_metadata(robust) == {}
 
 

@@ -74,6 +74,8 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # We export Prometheus metrics ourselves; FastAPI's OpenTelemetry hooks would cost every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.add_exception_handler(StarletteHTTPException, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)

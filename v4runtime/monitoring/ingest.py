@@ -3,11 +3,13 @@
 Requests hand their events to :class:`BatchWriter`, which commits everything queued so far in one
 transaction on its own thread, then resolves each request's future. The API answers 202 only after
 that commit, so an acknowledged event is durable; batching comes for free under load because requests
-that arrive while a commit runs share the next one.
+that arrive while a commit runs share the next one. The next commit starts as soon as the previous one
+ends (no timer), so an idle server commits a lone event at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -30,7 +32,18 @@ class Overloaded(Exception):
 @dataclass
 class _Item:
     events: Sequence[InferenceEvent]
-    future: Future[set[str]]
+    future: Future[set[str]] | asyncio.Future[set[str]]
+
+
+def _settle(futures: list[asyncio.Future[set[str]]], inserted: set[str] | None, error: BaseException | None) -> None:
+    """Resolve a commit's asyncio futures (on their event loop's thread)."""
+    for future in futures:
+        if future.done():  # cancelled: the request went away
+            continue
+        if error is None:
+            future.set_result(inserted)  # type: ignore[arg-type]
+        else:
+            future.set_exception(error)
 
 
 class BatchWriter:
@@ -89,6 +102,22 @@ class BatchWriter:
             raise Overloaded("ingest queue is full") from exc
         return future
 
+    def submit_async(self, events: Sequence[InferenceEvent]) -> asyncio.Future[set[str]]:
+        """Like :meth:`submit`, for a caller on an event loop: its future is resolved on that loop.
+
+        The writer settles all of a commit's futures of one loop with a single wake-up of that loop,
+        instead of one thread hand-off per request.
+
+        Raises:
+            Overloaded: the queue is full.
+        """
+        future: asyncio.Future[set[str]] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait(_Item(events, future))
+        except queue.Full as exc:
+            raise Overloaded("ingest queue is full") from exc
+        return future
+
     def stop(self, timeout: float = 10.0) -> None:
         """Commit what is queued, then stop the thread."""
         if self._thread is None:
@@ -125,19 +154,34 @@ class BatchWriter:
             self.failures += 1
             self.last_error = str(exc)
             log.error("batch of %d events not stored: %s", len(events), exc)
-            for item in batch:
-                item.future.set_exception(exc)
+            self._resolve(batch, None, exc)
             return
         self.commits += 1
         self.committed_events += len(result.inserted)
         self.last_error = None
-        for item in batch:
-            item.future.set_result(result.inserted)
+        self._resolve(batch, result.inserted, None)
         if self._on_commit is not None:
             try:
                 self._on_commit(result)
             except Exception:  # noqa: BLE001 - observers must not stop ingestion
                 log.exception("on_commit observer failed")
+
+    @staticmethod
+    def _resolve(batch: list[_Item], inserted: set[str] | None, error: BaseException | None) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[set[str]]]] = {}
+        for item in batch:
+            future = item.future
+            if isinstance(future, asyncio.Future):
+                by_loop.setdefault(future.get_loop(), []).append(future)
+            elif error is None:
+                future.set_result(inserted)  # type: ignore[arg-type]
+            else:
+                future.set_exception(error)
+        for loop, futures in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, futures, inserted, error)
+            except RuntimeError:  # that loop is closed: nobody waits any more
+                log.warning("%d answers dropped: event loop closed", len(futures))
 
     def _write_with_retry(self, events: list[InferenceEvent]) -> WriteResult:
         # One quick retry covers a transient lock or a dropped connection.

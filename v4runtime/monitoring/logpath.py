@@ -9,7 +9,6 @@ same answers, errors included.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -80,11 +79,11 @@ async def accept(rt: Runtime, body: bytes) -> bytes:
                 details=[{"field": field, "message": "more than 1 hour in the future", "type": "value_error"}],
             )
     try:
-        future = rt.writer.submit(events)
+        future = rt.writer.submit_async(events)
     except Overloaded as exc:
         raise APIError(503, "overloaded", "ingest queue is full, retry later", headers={"Retry-After": "1"}) from exc
     try:
-        inserted = await asyncio.wrap_future(future)
+        inserted = await future
     except Exception as exc:
         raise APIError(503, "store_unavailable", f"events not stored: {exc}", headers={"Retry-After": "1"}) from exc
     ids = [e.request_id or "" for e in events]

@@ -94,6 +94,8 @@ class Metrics:
         self.latency = _LatencyCollector()
         self.registry.register(self.latency)
         self.status_classes: dict[str, int] = {"2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0}
+        # Labelled children by (method, route, status): .labels() takes a lock and builds a key each call.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def gauge(self, name: str, doc: str, fn: Callable[[], float]) -> None:
         """Register a gauge read at scrape time."""
@@ -102,8 +104,14 @@ class Metrics:
     def observe_request(self, scope: dict[str, Any], status: int, seconds: float) -> None:
         """Count one HTTP request (called by the edge middleware)."""
         path = route_label(scope)
-        self.requests.labels(scope.get("method", "?"), path, str(status)).inc()
-        self.duration.labels(path).observe(seconds)
+        method = scope.get("method", "?")
+        children = self._children.get((method, path, status))
+        if children is None:
+            children = (self.requests.labels(method, path, str(status)), self.duration.labels(path))
+            if len(self._children) < 10_000:  # routes are bounded; this only guards memory
+                self._children[(method, path, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
         cls = f"{status // 100}xx"
         self.status_classes[cls] = self.status_classes.get(cls, 0) + 1
 

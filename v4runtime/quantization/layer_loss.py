@@ -218,3 +218,34 @@ def float_island(float_model: str | Path, nodes: Sequence[str]) -> list[str]:
                 result.append(node.name)
                 stack.append(node)
     return result
+
+
+def decision_head(float_model: str | Path, output: str, *, max_depth: int = 16) -> list[str]:
+    """The nodes from ``output`` back to (and including) the nearest weighted layer.
+
+    Quantising the stego logit rounds it to a coarse grid, and the sigmoid turns each grid step into
+    a jump in probability: files just below the threshold jump above it. Keeping this short chain in
+    float costs almost nothing in size and removes that effect.
+
+    Args:
+        float_model: The pre-processed FP32 model.
+        output: Name of the graph output (``stego_probability``).
+        max_depth: Stop after this many nodes when no weighted layer is found.
+
+    Returns:
+        Node names, output side first; empty when ``output`` is not produced by a node.
+    """
+    import onnx
+
+    graph = onnx.load(str(float_model)).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    constants = {t.name for t in graph.initializer}
+    chain: list[str] = []
+    node = producer.get(output)
+    while node is not None and len(chain) < max_depth:
+        chain.append(node.name)
+        if node.op_type in WEIGHTED_OPS:
+            break
+        inputs = [name for name in node.input if name in producer and name not in constants]
+        node = producer.get(inputs[0]) if inputs else None
+    return chain

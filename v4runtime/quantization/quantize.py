@@ -28,6 +28,7 @@ from v4runtime.errors import ModelError, QuantizationError, V4Error
 from v4runtime.quantization.feeds import FeedReader, check_model_inputs, locate_model
 from v4runtime.quantization.host import host_features
 from v4runtime.quantization.labels import LabelledImage, load_image_set, require_both_classes
+from v4runtime.streams.spec import OUTPUT_STEGO
 
 #: Calibration methods offered on the command line -> onnxruntime ``CalibrationMethod`` member.
 CALIBRATION_METHODS: dict[str, str] = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
@@ -245,6 +246,7 @@ def quantize_model(
     reduce_range: bool | None = None,
     exclude_nodes: Sequence[str] = (),
     exclude_worst: int = 0,
+    float_head: bool = True,
     max_images: int = 256,
     allow_unlabelled: bool = False,
 ) -> QuantizeResult:
@@ -263,6 +265,8 @@ def quantize_model(
         exclude_nodes: Node names to keep in float.
         exclude_worst: After a first pass, also keep the K nodes with the lowest SQNR in float and
             quantise again.
+        float_head: Keep the decision head in float: the nodes from ``stego_probability`` back to
+            the last weighted layer (see ``layer_loss.decision_head``).
         max_images: Use at most this many calibration images (evenly spread, both classes kept).
         allow_unlabelled: Accept a calibration folder without a manifest.
 
@@ -302,6 +306,10 @@ def quantize_model(
         pre, qdq = Path(tmp) / "fp32.pre.onnx", Path(tmp) / "int8.onnx"
         preprocess(model, pre)
         options = dict(method=method, per_channel=per_channel, reduce_range=reduce_range, activations=activations)
+        if float_head:
+            from v4runtime.quantization.layer_loss import decision_head, float_island
+
+            excluded = list(dict.fromkeys(excluded + float_island(pre, decision_head(pre, OUTPUT_STEGO))))
         _quantize_static(pre, qdq, samples, exclude=excluded, **options)
         if exclude_worst:
             from v4runtime.quantization.layer_loss import float_island, layer_losses
@@ -324,6 +332,7 @@ def quantize_model(
             "calibration_images": str(len(chosen)),
             "calibration_clean": str(sum(1 for im in chosen if im.is_stego is False)),
             "calibration_stego": str(sum(1 for im in chosen if im.is_stego is True)),
+            "float_head": str(float_head).lower(),
             "excluded_nodes": json.dumps(excluded),
             "preprocessed": "true",
             "node_debug_metadata": "stripped",
