@@ -282,6 +282,10 @@ async def _measure(port: int, args: argparse.Namespace, db_url: str) -> dict[str
 
     preload_s = await asyncio.to_thread(_preload, db_url, args.stats_events)
     results["preload"] = {"events": args.stats_events, "seconds": round(preload_s, 2)}
+    # The same fixed rate on the trivial probe: the floor that machine noise puts under the reads' p99.
+    results["baseline read rate"] = (await _open_loop(
+        port, f"GET /health/live @ {args.read_rate:g}/s", lambda: get["/health/live"], rate=args.read_rate,
+        duration=d, expect=200, concurrency=8)).summary()
     for key, path in READ_PHASES:
         results[key] = (await _open_loop(
             port, f"GET {path} @ {args.read_rate:g}/s", lambda p=path: get[p], rate=args.read_rate, duration=d,
@@ -372,7 +376,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         base = res["baseline /health/live"]["p99_ms"] or 1
         lines += [f"**{backend}**", "", "| Phase | Requests | req/s | events/s | p50 ms | p95 ms | p99 ms | p99 / baseline |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
-        keys = ["baseline /health/live", "log open-loop", "log max", "log batch"]
+        keys = ["baseline /health/live", "log open-loop", "log max", "log batch", "baseline read rate"]
         for key, _ in READ_PHASES:
             keys += [key, f"{key} max"]
         for key in keys:
