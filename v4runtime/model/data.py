@@ -2,14 +2,16 @@
 
 A corpus is a directory built by ``v4runtime dataset build`` with a ``manifest.jsonl`` (one
 record per image). Streams are extracted once, in parallel, and cached as
-``streams-cache.npz`` in the corpus directory, keyed by the manifest's sha256 and the stream
-contract, so a second training run on the same corpus starts at once. Plane and byte streams
-hold multiples of 1/255 (pixel values, bits, masks) and are stored as uint8 codes (4x smaller
-than float32, exact); feature vectors stay float32.
+``streams-cache.npz`` in the corpus directory, keyed by the manifest's sha256, the stream
+contract and the extractor's source, so a second training run on the same corpus starts at
+once and a changed extractor never serves stale streams. Plane and byte streams hold multiples
+of 1/255 (pixel values, bits, masks) and are stored as uint8 codes (4x smaller than float32,
+exact); feature vectors stay float32.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -173,9 +175,20 @@ def extract_all(paths: Sequence[Path], workers: int = 1,
     return arrays
 
 
+def extractor_fingerprint() -> str:
+    """sha256 of the stream extractor's source (``v4runtime/streams/*.py``): a cache made by another
+    revision of the extractor is stale even when the corpus is the same."""
+    import v4runtime.streams as streams_pkg
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(streams_pkg.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def _cache_key(manifest_sha: str) -> str:
     contract = ";".join(f"{s.name}:{s.shape}" for s in STREAM_SPECS)
-    return f"v{CACHE_VERSION}|{manifest_sha}|{contract}"
+    return f"v{CACHE_VERSION}|{manifest_sha}|{contract}|{extractor_fingerprint()}"
 
 
 def load_corpus(data_dir: str | Path, workers: int = 1) -> tuple[StreamSet, str]:

@@ -7,8 +7,9 @@ of an hour reads about 60 rows whatever the traffic was.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from operator import attrgetter
 
 from v4runtime.monitoring.buckets import N_BUCKETS, bucket_index, percentile
 from v4runtime.monitoring.schemas import InferenceEvent, LatencySummary, Stats, StatsPoint
@@ -18,7 +19,6 @@ SUM_COLUMNS: tuple[str, ...] = (
     "n", "errors", "ok", "stego", "prob_sum", "lat_sum", "tp", "fp", "tn", "fn_",
 )
 HIST_COLUMNS: tuple[str, ...] = tuple(f"h{i}" for i in range(N_BUCKETS))
-_SUM_TYPES = tuple(float if c in ("prob_sum", "lat_sum") else int for c in SUM_COLUMNS)
 
 
 @dataclass
@@ -74,12 +74,13 @@ class MinuteAgg:
     @classmethod
     def from_row(cls, values: Sequence[float]) -> MinuteAgg:
         """Inverse of :meth:`row`."""
-        k = len(SUM_COLUMNS)
-        # Normalise driver types (e.g. Decimal from a PostgreSQL SUM) to int/float.
-        agg = cls(*(convert(v or 0) for convert, v in zip(_SUM_TYPES, values, strict=False)))
-        agg.lat_max = float(values[k] or 0.0)
-        agg.hist = list(map(int, values[k + 1 : k + 1 + N_BUCKETS]))  # NOT NULL columns
-        return agg
+        # Written out (this runs for every minute row of every stats request); the int()/float() calls
+        # normalise driver types. Field order is checked against SUM_COLUMNS below the class.
+        n, errors, ok, stego, prob_sum, lat_sum, tp, fp, tn, fn_, lat_max = values[:11]
+        return cls(
+            int(n), int(errors), int(ok), int(stego), float(prob_sum), float(lat_sum), int(tp), int(fp), int(tn),
+            int(fn_), float(lat_max), list(map(int, values[11 : 11 + N_BUCKETS])),
+        )
 
     # Derived figures -------------------------------------------------------------------------
     @property
@@ -110,6 +111,9 @@ class MinuteAgg:
         return percentile(self.hist, q, self.lat_max)
 
 
+assert tuple(f.name for f in fields(MinuteAgg)) == (*SUM_COLUMNS, "lat_max", "hist"), "from_row's order"
+
+
 def deltas(events: Iterable[InferenceEvent]) -> dict[tuple[int, str], MinuteAgg]:
     """Group events by (minute start in epoch seconds, model_version)."""
     out: dict[tuple[int, str], MinuteAgg] = {}
@@ -130,7 +134,7 @@ def merge_all(aggs: Sequence[MinuteAgg]) -> MinuteAgg:
     if not aggs:
         return out
     for name in SUM_COLUMNS:
-        setattr(out, name, sum(getattr(a, name) for a in aggs))
+        setattr(out, name, sum(map(attrgetter(name), aggs)))
     out.lat_max = max(a.lat_max for a in aggs)
     out.hist = [sum(col) for col in zip(*(a.hist for a in aggs), strict=True)]
     return out
