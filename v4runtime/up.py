@@ -13,6 +13,7 @@ import contextlib
 import functools
 import http.server
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -110,10 +111,17 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the stack; see the module docstring."""
     from v4runtime.demo import run_demo  # imported late: pulls in the scanner
 
+    # SIGTERM (a supervisor, `timeout`, `kill`) stops everything the same way Ctrl-C does, so the
+    # child services are terminated by their context managers instead of being orphaned.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     state: Path = args.state_dir.resolve()
     logs = state / "logs"
     state.mkdir(parents=True, exist_ok=True)
