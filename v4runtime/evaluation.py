@@ -53,6 +53,9 @@ class Sample:
         payload_size: payload length in bytes for stego files.
         kind: for clean files, the corpus' hard-negative kind (``camera_exif``, ``natural_alpha``...)
             or ``ordinary``; used to break the FPR down.
+        signal: for stego files, what a reader could find without a key: ``marker`` (the ``AI42``
+            frame marker), ``text`` (a text payload without marker) or ``none`` (random bytes
+            without marker, as an encrypted payload would be); ``None`` when the manifest does not say.
     """
 
     path: str
@@ -61,6 +64,7 @@ class Sample:
     format: str | None = None
     payload_size: int | None = None
     kind: str | None = None
+    signal: str | None = None
 
     @property
     def is_stego(self) -> bool:
@@ -144,6 +148,7 @@ def detection_metrics(samples: Sequence[Sample], verdicts: Sequence[Verdict]) ->
                                            "format": defaultdict(lambda: [0, 0]),
                                            "payload": defaultdict(lambda: [0, 0]),
                                            "method_target": defaultdict(lambda: [0, 0]),
+                                           "method_signal": defaultdict(lambda: [0, 0]),
                                            "clean_format": defaultdict(lambda: [0, 0]),
                                            "clean_kind": defaultdict(lambda: [0, 0])}
     classes = (CLEAN, *METHODS)
@@ -169,6 +174,8 @@ def detection_metrics(samples: Sequence[Sample], verdicts: Sequence[Verdict]) ->
                 ("payload", payload_bucket(s.payload_size) or "?")]
         if s.payload_size is not None and s.payload_size >= TARGET_MIN_PAYLOAD:
             keys.append(("method_target", s.method or "?"))
+            if s.signal is not None:
+                keys.append(("method_signal", f"{s.method or '?'}, {s.signal}"))
         for table, key in keys:
             by[table][key][0] += int(v.is_stego)
             by[table][key][1] += 1
@@ -193,6 +200,7 @@ def detection_metrics(samples: Sequence[Sample], verdicts: Sequence[Verdict]) ->
         "tpr": rate(tp["all"], pos["all"]),
         "tpr_by_method": table("method"),
         "tpr_by_method_min64": table("method_target"),
+        "tpr_by_method_signal_min64": table("method_signal"),
         "tpr_by_format": table("format"),
         "tpr_by_payload": table("payload"),
         "method_accuracy": rate(method_correct, method_total),
@@ -235,7 +243,30 @@ def _manifest_sample(root: Path, row: dict[str, Any]) -> Sample:
         format=str(fmt).lower() if fmt else None,
         payload_size=int(size) if stego and size not in (None, "") else None,
         kind=(row.get("hard_negative") or "ordinary") if not stego else None,
+        signal=_signal(row) if stego else None,
     )
+
+
+def _signal(row: dict[str, Any]) -> str | None:
+    """``marker``, ``text`` or ``none`` from a manifest row's ``marker`` and ``payload_kind``."""
+    if row.get("marker"):
+        return "marker"
+    kind = row.get("payload_kind")
+    if kind == "text":
+        return "text"
+    if kind == "random":
+        return "none"
+    return None
+
+
+def corpus_meta(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``corpus_seed`` and ``manifest_sha256`` from the ``corpus.json`` that ``v4runtime dataset build``
+    writes; empty for a plain folder of images."""
+    summary = Path(data_dir) / "corpus.json"
+    if not summary.is_file():
+        return {}
+    corpus = json.loads(summary.read_text(encoding="utf-8"))
+    return {"corpus_seed": corpus.get("seed"), "manifest_sha256": corpus.get("manifest_sha256")}
 
 
 def load_corpus(data_dir: str | os.PathLike[str]) -> list[Sample]:
@@ -309,6 +340,13 @@ def render_detector_markdown(name: str, m: dict[str, Any]) -> list[str]:
     ]
     lines += _rate_table("TPR per method", m["tpr_by_method"], "method")
     lines += _rate_table(f"TPR per method, payloads >= {TARGET_MIN_PAYLOAD} B", m["tpr_by_method_min64"], "method")
+    if m.get("tpr_by_method_signal_min64"):
+        lines += _rate_table(
+            f"TPR per method and payload signal, payloads >= {TARGET_MIN_PAYLOAD} B (marker: AI42 frame marker; "
+            "text: text without marker; none: random bytes without marker)",
+            m["tpr_by_method_signal_min64"],
+            "method, signal",
+        )
     lines += _rate_table("TPR per format", m["tpr_by_format"], "format")
     lines += _rate_table("TPR per payload size", m["tpr_by_payload"], "payload")
     lines += _rate_table("FPR per format (clean files)", m["fpr_by_format"], "format")

@@ -23,9 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="minmax", help="calibration method")
     q.add_argument(
         "--activations",
-        choices=("s8", "u8"),
+        choices=("s8", "u8", "s16"),
         default="s8",
-        help="activation type: s8 (S8S8, default) or u8 (U8S8, often faster on x86)",
+        help="activation type: s8 (S8S8, default), u8 (U8S8, often faster on x86) or s16 (INT8 weights with "
+        "16-bit activations, A16W8: near-float decisions, same file size, slower on CPU; opset 21)",
     )
     q.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True, help="per-channel weights (default on)")
     q.add_argument(

@@ -256,11 +256,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "command": "v4runtime evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
         if sys.argv[1:2] == ["evaluate"] else f"v4runtime evaluate --data {args.data}",
     }
-    summary = Path(args.data) / "corpus.json"  # written by `v4runtime dataset build`
-    if summary.is_file():
-        corpus = json.loads(summary.read_text(encoding="utf-8"))
-        report["meta"]["corpus_seed"] = corpus.get("seed")
-        report["meta"]["manifest_sha256"] = corpus.get("manifest_sha256")
+    report["meta"].update(evaluation.corpus_meta(args.data))
     json_path, md_path = evaluation.write_report(report, args.out_dir, name)
     m = report["model"]
     print(f"model {scanner.model_name}  threshold {scanner.threshold}  files {len(samples)}")

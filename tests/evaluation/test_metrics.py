@@ -91,3 +91,31 @@ def test_detection_metrics() -> None:
     assert sum(sum(row.values()) for row in c.values()) == 7
     with pytest.raises(ValueError):
         detection_metrics(samples, verdicts[:-1])
+
+
+def test_tpr_by_payload_signal_separates_unmarked_random_payloads() -> None:
+    samples = [
+        Sample("s1", "stego", "palette", "gif", 100, signal="marker"),
+        Sample("s2", "stego", "palette", "gif", 100, signal="none"),
+        Sample("s3", "stego", "palette", "gif", 100, signal="none"),
+        Sample("s4", "stego", "palette", "gif", 20, signal="none"),  # below the target size
+        Sample("s5", "stego", "raw", "png", 100),  # manifest without the signal: left out of the table
+    ]
+    verdicts = [Verdict(True, "palette"), Verdict(True, "palette"), Verdict(False), Verdict(False), Verdict(True, "raw")]
+    table = detection_metrics(samples, verdicts)["tpr_by_method_signal_min64"]
+    assert set(table) == {"palette, marker", "palette, none"}
+    assert (table["palette, marker"]["k"], table["palette, marker"]["n"]) == (1, 1)
+    assert (table["palette, none"]["k"], table["palette, none"]["n"]) == (1, 2)
+
+
+def test_manifest_rows_give_the_payload_signal(tmp_path) -> None:
+    from v4runtime.evaluation import _manifest_sample
+
+    def signal(**row: object) -> str | None:
+        return _manifest_sample(tmp_path, {"path": "a.png", "label": 1, "method": "lsb.rgb", **row}).signal
+
+    assert signal(marker=True, payload_kind="random") == "marker"
+    assert signal(marker=False, payload_kind="text") == "text"
+    assert signal(marker=False, payload_kind="random") == "none"
+    assert signal() is None
+    assert _manifest_sample(tmp_path, {"path": "c.png", "label": 0}).signal is None

@@ -79,6 +79,21 @@ def test_no_per_channel_entropy_and_u8_activations(robust: Path, images: Path, t
     assert np.dtype(np.uint8) in {z.dtype for z in zero_points}  # U8 activations, S8 weights
 
 
+def test_s16_activations_keep_int8_weights_and_track_fp32_closer(robust: Path, images: Path, tmp_path: Path) -> None:
+    out = quantize_model(robust, images, tmp_path / "a16w8.onnx", max_images=8, activations="s16")
+    meta = read_quantization_metadata(out.output)
+    assert (meta["activation_type"], meta["weight_type"]) == ("QInt16", "QInt8")
+    scales = _dq_weight_scales(out.output)
+    assert scales and all(w.dtype == np.int8 for w, _ in scales)  # weights stay INT8: the size ratio holds
+    zero_points = {numpy_helper.to_array(t).dtype for t in onnx.load(str(out.output)).graph.initializer
+                   if t.name.endswith("zero_point")}
+    assert np.dtype(np.int16) in zero_points
+    feeds = image_feeds(next(images.glob("stego-*.png")))
+    p32 = ort.InferenceSession(str(robust)).run([OUTPUT_STEGO], feeds)[0]
+    p16 = ort.InferenceSession(str(out.output)).run([OUTPUT_STEGO], feeds)[0]
+    assert abs(float(p32[0]) - float(p16[0])) < 0.01
+
+
 @pytest.fixture
 def sentinel(tmp_path: Path) -> Path:
     """An existing output file that a failed run must leave untouched."""

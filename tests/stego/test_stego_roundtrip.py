@@ -62,3 +62,19 @@ def test_payload_size_bounds_on_every_combination(size: int) -> None:
     for method, fmt, order in COMBOS:
         data = embed(_for(method, fmt), payload, method, fmt, bit_order=order or "lsb-first")
         assert extract(data, method, bit_order=order or "lsb-first", length=size) == payload, (method, fmt, order)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "BMP"])
+def test_palette_payload_survives_an_entry_the_payload_leaves_unused(fmt: str) -> None:
+    """Regression: Pillow's GIF writer dropped palette entries no pixel used and renumbered the rest,
+    which shifted the index LSBs of every pixel above them (held-out palette GIFs lost their
+    payload this way). Here entry 3 is used only by the first pixel, whose LSB the payload flips to 2."""
+    indices = np.full((64, 64), 6, np.uint8)
+    indices[0, 0] = 3
+    indices[32:, :] = 9
+    cover = Image.fromarray(indices, "P")
+    cover.putpalette([v for i in range(16) for v in (i * 16, 255 - i * 16, (i * 37) % 256)])
+    payload = b"\x00" + b"hidden text in the palette"  # first bit 0 (either order): pixel 0 becomes 2
+    for order in ("lsb-first", "msb-first"):
+        data = embed(cover, payload, "palette", fmt, bit_order=order, terminator=False)
+        assert extract(data, "palette", bit_order=order, length=len(payload)) == payload

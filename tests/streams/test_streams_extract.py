@@ -164,3 +164,18 @@ def test_stacking_into_batches() -> None:
         stack_inputs([{**items[0].as_inputs(), "pixel": np.zeros((3, 4))}])
     with pytest.raises(ValueError):
         stack_inputs([])
+
+
+def test_a_short_printable_run_before_a_nul_is_not_text() -> None:
+    """Regression: clean WebP files whose LSBs began with 6 printable bytes and a NUL scored 0.997."""
+    from v4runtime.streams.content import BYTE_FEATURES, MIN_TEXT_RUN, bit_stream_features
+
+    index = 2 + BYTE_FEATURES.index("nul_terminated")  # after present and ones ratio: the lsb-first features
+
+    def terminated(head: bytes) -> float:
+        samples = np.unpackbits(np.frombuffer(head + bytes(range(200, 256)), np.uint8), bitorder="little")
+        return bit_stream_features(samples)[index]
+
+    assert terminated(b"x" * 6 + b"\x00") == 0.0
+    assert terminated(b"x" * (MIN_TEXT_RUN - 1) + b"\x00") == 0.0
+    assert terminated(b"x" * MIN_TEXT_RUN + b"\x00") == 1.0

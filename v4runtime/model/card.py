@@ -48,6 +48,9 @@ class ModelCard(BaseModel):
     size_bytes: int | None = None
     training: dict[str, Any] = Field(default_factory=dict, description="command, seed, epochs, corpus, wall time")
     metrics: dict[str, Any] = Field(default_factory=dict, description="filled by `v4runtime evaluate --update-card`")
+    calibration: dict[str, Any] = Field(
+        default_factory=dict, description="how the threshold was chosen, filled by `v4runtime calibrate`"
+    )
 
 
 def sha256_file(path: str | Path) -> str:
@@ -153,6 +156,9 @@ def render_markdown(card: ModelCard) -> str:
     if card.training:
         lines += ["", "**Training**", "", "| Key | Value |", "|---|---|"]
         lines += [f"| {k} | {_cell(v)} |" for k, v in card.training.items()]
+    if card.calibration:
+        lines += ["", "**Threshold calibration**", "", "| Key | Value |", "|---|---|"]
+        lines += [f"| {k} | {_cell(v)} |" for k, v in card.calibration.items()]
     lines += ["", "**Metrics**", ""]
     if card.metrics:
         lines += ["| Metric | Value |", "|---|---|"]

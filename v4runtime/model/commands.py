@@ -1,4 +1,4 @@
-"""CLI commands of the model area: ``v4runtime train`` and ``v4runtime model-card``."""
+"""CLI commands of the model area: ``v4runtime train``, ``v4runtime model-card`` and ``v4runtime calibrate``."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="loss weight of stego images with a random, unmarked payload in a bit-plane method")
     p.add_argument("--stream-dropout", type=float, default=0.0,
                    help="probability of blanking the content and meta streams of a training sample")
+    p.add_argument("--label-smoothing", type=float, default=0.01, metavar="EPS",
+                   help="smooth the targets to EPS/2 and 1-EPS/2: bounded logits, INT8-friendly activations")
     p.add_argument("--build-clean", type=int, default=None, metavar="N",
                    help="first build the corpus in --data with `dataset build` (N clean images; timed and recorded)")
     p.add_argument("--build-stego", type=int, default=None, metavar="N", help="stego images of that corpus")
@@ -46,6 +48,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="write card.md, architecture.md and training.md (the docs' generated fragments) to DIR")
     c.set_defaults(func=_card)
 
+    k = subparsers.add_parser(
+        "calibrate",
+        help="choose a model's decision threshold on a separate corpus and record it in its card",
+        description="Scan a corpus the model never trained on (built with its own seed; never the held-out "
+        "evaluation corpus) and choose the lowest threshold whose false-positive rate on its clean files is "
+        "within --target-fpr. Prints the choice; --write stores it in the model card.",
+    )
+    k.add_argument("--data", required=True, metavar="DIR", help="calibration corpus (with manifest.jsonl)")
+    k.add_argument("--model", default=None, metavar="NAME|PATH", help="shipped model name or .onnx path")
+    k.add_argument("--target-fpr", type=float, default=None, metavar="RATE",
+                   help="largest false-positive rate allowed on the corpus' clean files (default 0.0002)")
+    k.add_argument("--floor", type=float, default=None, metavar="T",
+                   help="never go below this threshold (default 0.5)")
+    k.add_argument("--workers", type=int, default=1, metavar="N", help="scanner worker processes (default 1)")
+    k.add_argument("--write", action="store_true", help="set the card's threshold and record the calibration")
+    k.set_defaults(func=_calibrate)
+
 
 def _train(args: argparse.Namespace) -> int:
     try:
@@ -57,7 +76,7 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
                          val_fraction=args.val_fraction, workers=args.workers, threads=args.threads, lr=args.lr,
                          clean_weight=args.clean_weight, unsignalled_weight=args.unsignalled_weight,
-                         stream_dropout=args.stream_dropout)
+                         stream_dropout=args.stream_dropout, label_smoothing=args.label_smoothing)
     argv = [a for a in sys.argv[1:]] if Path(sys.argv[0]).name.startswith("v4runtime") else None
     build = None
     if args.build_clean is not None or args.build_stego is not None:
@@ -84,4 +103,22 @@ def _card(args: argparse.Namespace) -> int:
         print(f"wrote {args.markdown}")
     if not (args.markdown or args.docs):
         print(resolved.card.model_dump_json(indent=2))
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import shlex
+
+    from v4runtime.model.calibration import DEFAULT_TARGET_FPR, calibrate, write_calibration
+
+    target = DEFAULT_TARGET_FPR if args.target_fpr is None else args.target_fpr
+    result = calibrate(args.model, args.data, target_fpr=target, workers=args.workers, floor=args.floor)
+    tpr = "n/a" if result.tpr is None else f"{100 * result.tpr:.2f}%"
+    print(f"threshold {result.threshold:.6f} (floor {result.floor:.4f}, target FPR {100 * target:.3f}%)")
+    print(f"clean {result.clean}: {result.false_positives} at or above it (FPR {100 * result.fpr:.3f}%)")
+    print(f"stego {result.stego}: TPR {tpr}; unreadable {result.unreadable}")
+    if args.write:
+        argv = sys.argv[1:] if sys.argv[1:2] == ["calibrate"] else ["calibrate", "--data", str(args.data)]
+        path = write_calibration(args.model, result, "v4runtime " + " ".join(shlex.quote(a) for a in argv))
+        print(f"updated {path}")
     return 0

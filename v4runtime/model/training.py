@@ -58,6 +58,10 @@ class TrainConfig:
     #: Probability of zeroing each of :data:`DROPPABLE_STREAMS` for a training sample, so the plane
     #: encoders must learn to decide without the dominant feature streams (0 disables).
     stream_dropout: float = 0.0
+    #: Targets become ``eps/2`` and ``1 - eps/2`` (and the method targets are smoothed alike): logits
+    #: stay finite instead of growing without bound on easy files, which keeps activations in a range
+    #: INT8 can represent and leaves room between clean and stego scores for the threshold.
+    label_smoothing: float = 0.01
 
 
 @dataclass
@@ -160,7 +164,8 @@ def calibrate_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
 def _loss(model: V4Detector, inputs: list[torch.Tensor], labels: torch.Tensor, methods: torch.Tensor,
           weights: torch.Tensor, config: TrainConfig) -> torch.Tensor:
     _, _, _, stego_logit, method_logits = model(*inputs, with_logits=True)
-    bce = nn.functional.binary_cross_entropy_with_logits(stego_logit, labels, weight=weights, reduction="sum")
+    targets = labels * (1.0 - config.label_smoothing) + 0.5 * config.label_smoothing
+    bce = nn.functional.binary_cross_entropy_with_logits(stego_logit, targets, weight=weights, reduction="sum")
     loss = bce / weights.sum()
     # Method loss only where the true method is stego and allowed by the capability mask (a masked
     # true class would have a logit of -1e4 and an enormous, meaningless loss).
@@ -170,7 +175,14 @@ def _loss(model: V4Detector, inputs: list[torch.Tensor], labels: torch.Tensor, m
         target = methods[rows]
         allowed = logits.gather(1, target[:, None]).squeeze(1) > -1e3
         if allowed.any():
-            loss = loss + config.method_weight * nn.functional.cross_entropy(logits[allowed], target[allowed])
+            # Smoothing spreads target mass over the methods the file can carry: a masked logit of
+            # -1e4 must not receive any (its loss would be enormous and meaningless).
+            smooth = config.label_smoothing
+            allowed_mask = (logits[allowed] > -1e3).float()
+            soft = allowed_mask * (smooth / allowed_mask.sum(1, keepdim=True))
+            soft = soft + (1.0 - smooth) * nn.functional.one_hot(target[allowed], logits.shape[1]).float()
+            log_probs = torch.log_softmax(logits[allowed], dim=1).clamp(min=-1e3)
+            loss = loss + config.method_weight * -(soft * log_probs).sum(1).mean()
     return loss
 
 

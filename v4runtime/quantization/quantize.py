@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +36,7 @@ CALIBRATION_METHODS: dict[str, str] = {"minmax": "MinMax", "entropy": "Entropy",
 #: Activation types offered on the command line -> onnxruntime ``QuantType`` member. S8S8 (signed
 #: activations and weights) is onnxruntime's recommended QDQ default; U8S8 is the alternative its
 #: documentation suggests for x86 CPUs, and is often the faster of the two there.
-ACTIVATION_TYPES: dict[str, str] = {"s8": "QInt8", "u8": "QUInt8"}
+ACTIVATION_TYPES: dict[str, str] = {"s8": "QInt8", "u8": "QUInt8", "s16": "QInt16"}
 
 #: Prefix of the metadata keys the quantiser writes into the INT8 model.
 METADATA_PREFIX = "v4.quantization."
@@ -137,6 +137,36 @@ def _stride(n: int, most: int = CALIBRATION_STRIDE) -> int:
     return max(d for d in range(1, min(n, most) + 1) if n % d == 0)
 
 
+class _Collector(logging.Handler):
+    """Keeps the records onnxruntime's quantiser sends to the root logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def _root_log_to_debug() -> Iterator[None]:
+    """Route what onnxruntime logs on the root logger to this module's debug log.
+
+    The quantiser warns through ``logging.warning`` about things it handles itself (a LayerNorm
+    scale quantised per tensor because it has no channel axis, an opset raised for 16-bit
+    activations); unhandled, Python prints those on stderr, in the middle of the CLI's output.
+    """
+    root = logging.getLogger()
+    collector = _Collector()
+    root.addHandler(collector)
+    try:
+        yield
+    finally:
+        root.removeHandler(collector)
+        for record in collector.records:
+            log.debug("onnxruntime: %s", record.getMessage())
+
+
 def _quantize_static(
     pre: Path,
     out: Path,
@@ -153,7 +183,7 @@ def _quantize_static(
 
     chatter = io.StringIO()  # the histogram calibrators print progress; keep the CLI's stdout ours
     try:
-        with contextlib.redirect_stdout(chatter):
+        with contextlib.redirect_stdout(chatter), _root_log_to_debug():
             quantize_static(
                 str(pre),
                 str(out),
@@ -178,7 +208,7 @@ def _quantize_static(
 
 
 def _write_with_metadata(model_path: Path, target: Path, metadata: dict[str, str]) -> int:
-    """Drop per-node debug notes, add our metadata (including the file's own final size), write ``target``.
+    """Drop per-node debug notes and shape annotations, add our metadata (including the file's own final size), write ``target``.
 
     Returns:
         The size of the written file in bytes.
@@ -191,6 +221,9 @@ def _write_with_metadata(model_path: Path, target: Path, metadata: dict[str, str
         # every node): no effect on inference, often a fifth of a small model's file.
         del node.metadata_props[:]
         node.doc_string = ""
+    # Shape annotations written by pre-processing: onnxruntime infers them again at load, and on
+    # a QDQ graph (three tensors per quantised one) they are a tenth of a small model's file.
+    del model.graph.value_info[:]
     keep = [p for p in model.metadata_props if not p.key.startswith(METADATA_PREFIX)]
     del model.metadata_props[:]
     model.metadata_props.extend(keep)

@@ -82,6 +82,10 @@ def encode(im: Image.Image, fmt: str, *, lossless: bool = True, quality: int = 9
     elif fmt == "WEBP":
         # method 0: the fastest lossless effort; the pixels are exact whatever the effort.
         options.update(lossless=True, exact=True, method=0) if lossless else options.update(quality=quality)
+    elif fmt == "GIF":
+        # Pillow's GIF writer drops palette entries no pixel uses and renumbers the others, which
+        # shifts every index above a dropped entry and destroys a payload in the index LSBs.
+        options["optimize"] = False
     im.save(buf, fmt, **options)
     return buf.getvalue()
 
