@@ -38,6 +38,11 @@ def test_bad_targets_are_refused(target: float) -> None:
         choose_threshold(np.array([0.5], np.float32), target)
 
 
+def test_a_bad_target_is_refused_before_any_scanning(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="target-fpr"):  # not "corpus folder not found": checked first
+        calibrate(None, tmp_path / "missing", target_fpr=2.0)
+
+
 def test_no_clean_scores_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="no readable clean files"):
         choose_threshold(np.array([], np.float32), 0.001)

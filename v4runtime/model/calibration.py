@@ -111,6 +111,8 @@ def calibrate(
     from v4runtime.evaluation import corpus_meta, load_corpus
     from v4runtime.scanner import Scanner
 
+    if not 0.0 <= target_fpr < 1.0:  # before minutes of scanning, not after
+        raise ConfigError(f"--target-fpr must be within [0, 1), got {target_fpr}")
     samples = load_corpus(data_dir)
     floor = DEFAULT_FLOOR if floor is None else floor
     with Scanner(model=model, threshold=0.0) as scanner:
