@@ -25,6 +25,7 @@ from torch import nn
 
 from v4runtime.errors import ConfigError
 from v4runtime.model.architecture import V4Detector, parameter_count
+from v4runtime.model.calibration import choose_threshold
 from v4runtime.model.data import StreamSet, load_corpus, split
 from v4runtime.model.progress import Progress
 from v4runtime.streams.spec import METHODS, STREAM_NAMES
@@ -156,9 +157,9 @@ def calibrate_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
     """The default threshold, raised just above the highest-scoring validation clean image when
     that one would be a false positive (capped at :data:`MAX_THRESHOLD`)."""
     clean = probs[labels < 0.5]
-    if clean.size == 0 or clean.max() < DEFAULT_THRESHOLD:
+    if clean.size == 0:
         return DEFAULT_THRESHOLD
-    return float(min(MAX_THRESHOLD, np.nextafter(np.float32(clean.max()), np.float32(1.0))))
+    return min(MAX_THRESHOLD, choose_threshold(clean, target_fpr=0.0, floor=DEFAULT_THRESHOLD))
 
 
 def _loss(model: V4Detector, inputs: list[torch.Tensor], labels: torch.Tensor, methods: torch.Tensor,
