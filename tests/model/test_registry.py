@@ -11,6 +11,7 @@ import pytest
 from v4runtime.errors import ModelError
 from v4runtime.model.card import card_path, read_card, sha256_file, write_card
 from v4runtime.model.registry import DEFAULT_MODEL, MODELS_DIR, available_models, resolve_model
+from v4runtime.streams.spec import CONTENT_FEATURES
 
 
 def _copy(exported, tmp_path: Path, name: str = "m.onnx") -> Path:
@@ -58,7 +59,8 @@ def _rewrite(path: Path, edit) -> None:
 def test_wrong_input_shape_fails_the_signature_check(exported, tmp_path: Path) -> None:
     path = _copy(exported, tmp_path)
     _rewrite(path, lambda m: m.graph.input[7].type.tensor_type.shape.dim[1].__setattr__("dim_value", 63))
-    with pytest.raises(ModelError, match=r"input 'content' has shape \[.*63\], expected \[N, 64\]") as err:
+    expected = rf"input 'content' has shape \[.*63\], expected \[N, {CONTENT_FEATURES}\]"
+    with pytest.raises(ModelError, match=expected) as err:
         resolve_model(path)
     assert err.value.reason == "signature_mismatch"
 

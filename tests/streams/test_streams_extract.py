@@ -179,3 +179,53 @@ def test_a_short_printable_run_before_a_nul_is_not_text() -> None:
     assert terminated(b"x" * 6 + b"\x00") == 0.0
     assert terminated(b"x" * (MIN_TEXT_RUN - 1) + b"\x00") == 0.0
     assert terminated(b"x" * MIN_TEXT_RUN + b"\x00") == 1.0
+
+
+def _smooth(width: int = 256, height: int = 64) -> np.ndarray:
+    """A smooth RGB picture: horizontal and vertical gradients, so neighbour pairs are mostly close."""
+    x = np.linspace(20, 80, width)[None, :]
+    y = np.linspace(0, 120, height)[:, None]
+    return np.stack([x + 0 * y, y + 0 * x, (x + y) / 2], axis=-1).astype(np.uint8)
+
+
+def test_head_profile_sees_a_short_random_payload_at_the_start() -> None:
+    """A 64-byte random payload without a marker: invisible to whole-image statistics, not to the head."""
+    from v4runtime.stego import embed
+
+    names = feature_names()
+    cover = Image.fromarray(_smooth())
+    payload = np.random.default_rng(11).bytes(64)
+    clean = dict(zip(names, extract_streams(encode(cover, "PNG")).content.tolist(), strict=True))
+    stego = dict(zip(names, extract_streams(embed(cover, payload, "lsb.rgb", "PNG", marker=False)).content.tolist(),
+                     strict=True))
+    # The frame (65 bytes, 520 bits) lies inside the first 512-sample window and just past it.
+    assert stego["lsb.head512.lsb_flip_ratio"] > 0.4 > 0.1 > clean["lsb.head512.lsb_flip_ratio"]
+    assert abs(stego["lsb.next2048.lsb_flip_ratio"] - clean["lsb.next2048.lsb_flip_ratio"]) < 0.02
+    assert stego["lsb.head512.close_pairs"] > 0.5  # the evidence rests on many close pairs
+    # Whole-image statistics barely move: this is what the head profile is for.
+    assert abs(stego["spa.lsb"] - clean["spa.lsb"]) < 0.02
+
+
+def test_head_profile_of_palette_indices() -> None:
+    from v4runtime.stego import embed
+
+    names = feature_names()
+    cover = Image.fromarray(_smooth()).quantize(colors=64, dither=Image.Dither.NONE)
+    stego_bytes = embed(cover, np.random.default_rng(12).bytes(256), "palette", "PNG", marker=False)
+    clean = dict(zip(names, extract_streams(encode(cover, "PNG")).content.tolist(), strict=True))
+    stego = dict(zip(names, extract_streams(stego_bytes).content.tolist(), strict=True))
+    assert stego["palette.head2048.lsb_flip_ratio"] > 0.4 > 0.1 > clean["palette.head2048.lsb_flip_ratio"]
+    assert stego["palette.next2048.lsb_flip_ratio"] < 0.1  # the payload (259 bytes) ends inside the head
+    assert clean["lsb.head512.lsb_flip_ratio"] >= 0.0 and clean["alpha.head512.close_pairs"] == 0.0  # no alpha
+
+
+def test_head_profile_pairs_stay_on_one_row() -> None:
+    """Pairs never join the last pixel of a row with the first of the next (a false edge per row)."""
+    from v4runtime.streams.content import HEAD_WINDOWS, PROFILE_PER_STREAM, head_profile
+
+    rows = np.repeat(np.arange(0, 256, 2, dtype=np.uint8)[:, None], 4, axis=1)  # flat rows, a step between rows
+    profile = head_profile(rows.reshape(-1), row_length=4, step=1)
+    assert len(profile) == PROFILE_PER_STREAM == 4 * len(HEAD_WINDOWS)
+    assert profile[0] == 0.0 and profile[1] == 1.0  # every same-row pair is equal: close, never flipped
+    assert head_profile(None, 4, 1) == [0.0] * PROFILE_PER_STREAM
+    assert head_profile(rows.reshape(-1), row_length=1, step=1) == [0.0] * PROFILE_PER_STREAM

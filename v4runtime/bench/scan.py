@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from v4runtime.quantization.host import host_features
+
 #: Default output folder for the generated report (relative to the current directory).
 DEFAULT_OUT = "docs/generated/eval"
 FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
@@ -102,6 +104,7 @@ def measure(paths: list[Path], model: str | None, workers: int) -> dict[str, Any
     from v4runtime.scanner import Scanner
 
     load_start = os.getloadavg()[0]
+    host = host_features()
     scanner = Scanner(model=model, intra_op_threads=1)
     for p in paths[:10]:  # warm-up: page cache, onnxruntime's first-run allocations
         scanner.scan(p)
@@ -147,6 +150,7 @@ def measure(paths: list[Path], model: str | None, workers: int) -> dict[str, Any
         "model": scanner.model_name,
         "model_sha256": scanner.model_sha256,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.machine(),
+                    "cpu_model": host.cpu_model, "cpu_flags": list(host.flags),
                     "load_average_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)]},
         "latency_ms": latency,
         "decode_ms": decode_p,
@@ -164,8 +168,9 @@ def render(report: dict[str, Any]) -> str:
     lat, dec = report["latency_ms"], report["decode_ms"]
     lines = [
         f"{report['images']} files of {report['size']} ({', '.join(report['formats'])}), model "
-        f"`{report['model']}` (sha256 `{report['model_sha256'][:12]}…`), {report['machine']['cpus']} CPUs, "
-        f"command `v4runtime bench scan --images {report['images']}`."
+        f"`{report['model']}` (sha256 `{report['model_sha256'][:12]}…`), {report['machine']['cpus']} CPUs"
+        + _cpu_note(report["machine"])
+        + f", command `v4runtime bench scan --images {report['images']}`."
         + _load_note(report["machine"].get("load_average_1min")),
         "",
         "| single-threaded, one file per call | p50 ms | p95 ms | p99 ms |",
@@ -197,6 +202,15 @@ def render(report: dict[str, Any]) -> str:
                      f"{report['cpu_bound_images_per_s_per_core']:.0f} images/s per core (1000 / mean CPU ms).")
     lines.append(f"Target: >= {report['targets']['throughput_images_per_s']:g} images/s with 2 workers.")
     return "\n".join(lines) + "\n"
+
+
+def _cpu_note(machine: dict[str, Any]) -> str:
+    """Name the CPU and its vector extensions: inference time depends on them more than on the clock."""
+    if not machine.get("cpu_model"):
+        return ""
+    flags = machine.get("cpu_flags") or []
+    wide = "AVX-512" if any(f.startswith("avx512") for f in flags) else "AVX2" if "avx2" in flags else "no AVX2"
+    return f" ({machine['cpu_model']}, {wide})"
 
 
 def _load_note(load: list[float] | None) -> str:

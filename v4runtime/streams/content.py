@@ -5,7 +5,10 @@ pixel-interleaved R, G, B LSBs for ``lsb.rgb``; alpha LSBs for ``alpha``; palett
 ``palette``. For each of these three bit streams the first :data:`HEAD_BYTES` bytes are rebuilt
 in both packings (LSB-first and MSB-first) and described by :data:`BYTE_FEATURES`. Whole-image
 chi-square (Westfeld-Pfitzmann pairs of values) and sample-pairs (Dumitrescu-Wu-Wang) estimates
-follow. Layout, 64 values in [0, 1]:
+follow, then a head profile that compares the start of each bit stream with what follows it: a
+short unsignalled payload (random bytes, no marker) leaves no trace in whole-image statistics, but
+it turns the LSBs of its first samples into noise where the rest of the stream is still smooth.
+Layout, 112 values in [0, 1]:
 
 - ``[0:54]``: for each stream in :data:`BIT_STREAMS`, 18 values: present, ones ratio, then the
   8 :data:`BYTE_FEATURES` for LSB-first, then the same 8 for MSB-first.
@@ -13,10 +16,15 @@ follow. Layout, 64 values in [0, 1]:
 - ``[60:62]``: sample-pairs embedding-rate estimate for RGB and alpha.
 - ``[62]``: fraction of horizontally adjacent RGB samples with equal LSBs.
 - ``[63]``: log2 of the number of samples / 32.
+- ``[64:112]``: for each stream in :data:`BIT_STREAMS`, for each window ``n`` in
+  :data:`HEAD_WINDOWS`, 4 values for the samples ``[0, n)`` and then ``[n, 2n)``: the share of
+  close neighbour pairs that differ only in the LSB (0.5 when LSBs are noise), and the share of
+  neighbour pairs that are close (how much evidence that ratio rests on).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -41,6 +49,9 @@ BYTE_FEATURES: tuple[str, ...] = (
     "zero_bytes",  # fraction of NUL bytes
 )
 PER_STREAM = 2 + 2 * len(BYTE_FEATURES)
+#: Prefix windows (samples of a bit stream) of the head profile; each is compared with the next ``n``.
+HEAD_WINDOWS: tuple[int, ...] = (512, 2048, 8192, 16384)
+PROFILE_PER_STREAM = 4 * len(HEAD_WINDOWS)
 #: Shortest printable run that counts as NUL-terminated text. Noise makes a printable byte about
 #: 37% of the time, so a 4-byte run then a NUL turned up in about 1 clean file in 2,000, and those
 #: files scored as confidently as real payloads; 12 bytes takes that to about 1 in 10 million.
@@ -62,6 +73,10 @@ def feature_names() -> list[str]:
             names += [f"{stream}.{order}.{f}" for f in BYTE_FEATURES]
     names += [f"chi2.{s}.{w}" for s in BIT_STREAMS for w in ("image", "head")]
     names += ["spa.lsb", "spa.alpha", "lsb.neighbour_agreement", "log2_samples"]
+    for stream in BIT_STREAMS:
+        for n in HEAD_WINDOWS:
+            for part in ("head", "next"):
+                names += [f"{stream}.{part}{n}.lsb_flip_ratio", f"{stream}.{part}{n}.close_pairs"]
     assert len(names) == CONTENT_FEATURES
     return names
 
@@ -191,6 +206,49 @@ def _pair_statistics(planes: list[np.ndarray] | tuple[np.ndarray, ...], max_pair
     return _spa_root(n, x, y, close), (1.0 - differ_lsb / n) if n else 0.0
 
 
+@functools.lru_cache(maxsize=64)
+def _off_row_pairs(length: int, row_length: int, step: int) -> np.ndarray:
+    """Indexes of the pairs ``(i, i + step)``, ``i < length``, that straddle two rows (cached per width)."""
+    index = np.arange(length)
+    return index[(index % row_length) >= row_length - step]
+
+
+def head_profile(stream: np.ndarray | None, row_length: int, step: int) -> list[float]:
+    """Compare neighbour pairs at the start of a bit stream with those right after it.
+
+    Pairs are samples ``(i, i + step)`` on the same row (``step`` is 3 for pixel-interleaved RGB, so
+    a pair is one channel of two adjacent pixels). A pair is *close* when the two samples differ at
+    most in their LSB. In smooth content close pairs are mostly equal; LSB replacement with
+    random bits makes half of them differ in the LSB alone. Returns :data:`PROFILE_PER_STREAM`
+    values (see the module docstring).
+    """
+    if stream is None or row_length <= step or len(stream) <= step:
+        return [0.0] * PROFILE_PER_STREAM
+    s = stream[: 2 * HEAD_WINDOWS[-1]]
+    xor = s[:-step] ^ s[step:]
+    off_row = _off_row_pairs(len(xor), row_length, step)
+    xor[off_row] = 2  # neither close nor flipped
+    # Counts per segment between consecutive window edges; a window's count is a sum of segments.
+    edges = sorted({min(e, len(xor)) for n in HEAD_WINDOWS for e in (0, n, 2 * n)})
+    bounds = np.array(edges[:-1] if edges[-1] == len(xor) else edges)
+    tail = len(xor)
+    near = np.add.reduceat(xor < 2, bounds, dtype=np.int64)
+    flips = np.add.reduceat(xor == 1, bounds, dtype=np.int64)
+    seg_ends = np.append(bounds[1:], tail)
+    off = np.searchsorted(off_row, np.append(bounds, tail))
+    pairs = (seg_ends - bounds) - np.diff(off)
+    at = {int(b): i for i, b in enumerate(bounds)}
+    at[tail] = len(bounds)
+    cum = [np.concatenate(([0], np.cumsum(x))) for x in (pairs, near, flips)]
+    out: list[float] = []
+    for n in HEAD_WINDOWS:
+        for lo, hi in ((0, n), (n, 2 * n)):
+            a, b = at[min(lo, tail)], at[min(hi, tail)]
+            total, close, flipped = (int(c[b] - c[a]) for c in cum)
+            out += [flipped / close if close else 0.0, close / total if total else 0.0]
+    return out
+
+
 def content_features(
     bands: tuple[np.ndarray, ...] | list[np.ndarray],
     rgb_head: np.ndarray,
@@ -198,7 +256,7 @@ def content_features(
     indices: np.ndarray | None,
     histograms: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Build the 64-value ``content`` vector (see module docstring).
+    """Build the 112-value ``content`` vector (see module docstring).
 
     Args:
         bands: R, G, B planes ``(H, W)`` uint8 of the whole image.
@@ -231,4 +289,8 @@ def content_features(
     out.append(sample_pairs([alpha]) if alpha is not None else 0.0)
     out.append(agreement)
     out.append(min(math.log2(max(1, 3 * bands[0].size)) / 32.0, 1.0))
+    width = bands[0].shape[1]
+    out += head_profile(rgb_head, 3 * width, 3)
+    out += head_profile(alpha_stream, width, 1)
+    out += head_profile(index_stream, width, 1)
     return np.asarray(out, dtype=np.float32)
