@@ -229,3 +229,30 @@ def test_head_profile_pairs_stay_on_one_row() -> None:
     assert profile[0] == 0.0 and profile[1] == 1.0  # every same-row pair is equal: close, never flipped
     assert head_profile(None, 4, 1) == [0.0] * PROFILE_PER_STREAM
     assert head_profile(rows.reshape(-1), row_length=1, step=1) == [0.0] * PROFILE_PER_STREAM
+
+
+def _head_profile_by_hand(stream: np.ndarray, row_length: int, step: int) -> list[float]:
+    """The head profile pair by pair, for checking the vectorised one."""
+    from v4runtime.streams.content import HEAD_WINDOWS
+
+    values = [int(v) for v in stream[: 2 * HEAD_WINDOWS[-1]]]
+    out: list[float] = []
+    for n in HEAD_WINDOWS:
+        for lo, hi in ((0, n), (n, 2 * n)):
+            pairs = near = flips = 0
+            for i in range(lo, min(hi, len(values) - step)):
+                if i % row_length >= row_length - step:
+                    continue
+                pairs += 1
+                near += (values[i] ^ values[i + step]) < 2
+                flips += (values[i] ^ values[i + step]) == 1
+            out += [flips / near if near else 0.0, near / pairs if pairs else 0.0]
+    return out
+
+
+@pytest.mark.parametrize(("length", "row_length", "step"), [(3000, 3 * 17, 3), (1300, 40, 1), (9, 4, 1), (700, 7, 1)])
+def test_head_profile_matches_a_pair_by_pair_count(length: int, row_length: int, step: int) -> None:
+    from v4runtime.streams.content import head_profile
+
+    stream = (np.random.default_rng(length).integers(0, 4, length) + 100).astype(np.uint8)
+    assert head_profile(stream, row_length, step) == pytest.approx(_head_profile_by_hand(stream, row_length, step))

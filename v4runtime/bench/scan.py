@@ -24,8 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from v4runtime.quantization.host import host_features
-
 #: Default output folder for the generated report (relative to the current directory).
 DEFAULT_OUT = "docs/generated/eval"
 FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
@@ -101,6 +99,7 @@ def _throughput(scanner: Any, paths: list[Path], workers: int, executor: str, ba
 def measure(paths: list[Path], model: str | None, workers: int) -> dict[str, Any]:
     """Run the three measurements on ``paths``; returns the report dict."""
     from v4runtime.evaluation import percentiles
+    from v4runtime.quantization.host import host_features
     from v4runtime.scanner import Scanner
 
     load_start = os.getloadavg()[0]

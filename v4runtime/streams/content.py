@@ -227,25 +227,16 @@ def head_profile(stream: np.ndarray | None, row_length: int, step: int) -> list[
     s = stream[: 2 * HEAD_WINDOWS[-1]]
     xor = s[:-step] ^ s[step:]
     off_row = _off_row_pairs(len(xor), row_length, step)
-    xor[off_row] = 2  # neither close nor flipped
-    # Counts per segment between consecutive window edges; a window's count is a sum of segments.
-    edges = sorted({min(e, len(xor)) for n in HEAD_WINDOWS for e in (0, n, 2 * n)})
-    bounds = np.array(edges[:-1] if edges[-1] == len(xor) else edges)
-    tail = len(xor)
-    near = np.add.reduceat(xor < 2, bounds, dtype=np.int64)
-    flips = np.add.reduceat(xor == 1, bounds, dtype=np.int64)
-    seg_ends = np.append(bounds[1:], tail)
-    off = np.searchsorted(off_row, np.append(bounds, tail))
-    pairs = (seg_ends - bounds) - np.diff(off)
-    at = {int(b): i for i, b in enumerate(bounds)}
-    at[tail] = len(bounds)
-    cum = [np.concatenate(([0], np.cumsum(x))) for x in (pairs, near, flips)]
+    xor[off_row] = 2  # a pair across a row edge is neither close nor flipped
+    close = xor < 2
+    flipped = xor == 1
     out: list[float] = []
     for n in HEAD_WINDOWS:
         for lo, hi in ((0, n), (n, 2 * n)):
-            a, b = at[min(lo, tail)], at[min(hi, tail)]
-            total, close, flipped = (int(c[b] - c[a]) for c in cum)
-            out += [flipped / close if close else 0.0, close / total if total else 0.0]
+            pairs = len(xor[lo:hi]) - int(np.count_nonzero((off_row >= lo) & (off_row < hi)))
+            near = int(np.count_nonzero(close[lo:hi]))
+            flips = int(np.count_nonzero(flipped[lo:hi]))
+            out += [flips / near if near else 0.0, near / pairs if pairs else 0.0]
     return out
 
 
