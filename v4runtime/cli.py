@@ -53,7 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``v4runtime`` console script; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        # `scan a.png --jsonl b.png`: argparse stops filling a positional list at the first option.
+        # A command that names its list in `trailing_positionals` gets the stray paths back.
+        target = getattr(args, "trailing_positionals", None)
+        if target is None or any(extra.startswith("-") for extra in extras):
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        getattr(args, target).extend(extras)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from v4runtime.errors import V4Error
+from v4runtime.model.data import BIT_PLANE_METHODS
 from v4runtime.streams.spec import METHODS
 
 #: Image file suffixes picked up from a plain folder.
@@ -56,6 +57,8 @@ class Sample:
         signal: for stego files, what a reader could find without a key: ``marker`` (the ``AI42``
             frame marker), ``text`` (a text payload without marker) or ``none`` (random bytes
             without marker, as an encrypted payload would be); ``None`` when the manifest does not say.
+        cover: for stego files, what the payload was hidden in: ``photo`` or the kind of a
+            procedural picture (``noise``, ``gradient``, ...); ``None`` when the manifest does not say.
     """
 
     path: str
@@ -65,6 +68,7 @@ class Sample:
     payload_size: int | None = None
     kind: str | None = None
     signal: str | None = None
+    cover: str | None = None
 
     @property
     def is_stego(self) -> bool:
@@ -74,12 +78,17 @@ class Sample:
 
 @dataclass(frozen=True)
 class Verdict:
-    """One detector's decision on one file (``error`` set when the file could not be read)."""
+    """One detector's decision on one file (``error`` set when the file could not be read).
+
+    ``gates`` holds the model's fusion-gate weight per stream (``STREAM_NAMES`` order); baselines
+    have none.
+    """
 
     is_stego: bool
     method: str | None = None
     probability: float | None = None
     error: str | None = None
+    gates: tuple[float, ...] | None = None
 
 
 # -- statistics ------------------------------------------------------------------------------------
@@ -149,6 +158,7 @@ def detection_metrics(samples: Sequence[Sample], verdicts: Sequence[Verdict]) ->
                                            "payload": defaultdict(lambda: [0, 0]),
                                            "method_target": defaultdict(lambda: [0, 0]),
                                            "method_signal": defaultdict(lambda: [0, 0]),
+                                           "unsignalled_cover": defaultdict(lambda: [0, 0]),
                                            "clean_format": defaultdict(lambda: [0, 0]),
                                            "clean_kind": defaultdict(lambda: [0, 0])}
     classes = (CLEAN, *METHODS)
@@ -176,6 +186,8 @@ def detection_metrics(samples: Sequence[Sample], verdicts: Sequence[Verdict]) ->
             keys.append(("method_target", s.method or "?"))
             if s.signal is not None:
                 keys.append(("method_signal", f"{s.method or '?'}, {s.signal}"))
+            if s.signal == "none" and s.method in BIT_PLANE_METHODS and s.cover is not None:
+                keys.append(("unsignalled_cover", f"{s.method}, {s.cover}"))
         for table, key in keys:
             by[table][key][0] += int(v.is_stego)
             by[table][key][1] += 1
@@ -190,7 +202,7 @@ def detection_metrics(samples: Sequence[Sample], verdicts: Sequence[Verdict]) ->
     def table(name: str) -> dict[str, Any]:
         return {k: rate(*by[name][k]) for k in sorted(by[name], key=order)}
 
-    return {
+    metrics = {
         "clean": clean_n,
         "stego": pos["all"],
         "errors": dict(errors),
@@ -201,11 +213,39 @@ def detection_metrics(samples: Sequence[Sample], verdicts: Sequence[Verdict]) ->
         "tpr_by_method": table("method"),
         "tpr_by_method_min64": table("method_target"),
         "tpr_by_method_signal_min64": table("method_signal"),
+        "tpr_unsignalled_by_cover_min64": table("unsignalled_cover"),
         "tpr_by_format": table("format"),
         "tpr_by_payload": table("payload"),
         "method_accuracy": rate(method_correct, method_total),
         "confusion": confusion,
     }
+    gates = gate_summary(samples, verdicts)
+    if gates:
+        metrics["gates"] = gates
+    return metrics
+
+
+def gate_summary(samples: Sequence[Sample], verdicts: Sequence[Verdict]) -> dict[str, dict[str, float]]:
+    """Per stream: the mean gate weight on clean and on stego files, and the share of files whose
+    largest weight it has; empty when the verdicts carry no gate weights (baselines)."""
+    from v4runtime.streams.spec import STREAM_NAMES
+
+    rows: dict[bool, list[tuple[float, ...]]] = {True: [], False: []}
+    for s, v in zip(samples, verdicts, strict=True):
+        if v.gates is not None and v.error is None:
+            rows[s.is_stego].append(v.gates)
+    every = rows[True] + rows[False]
+    if not every:
+        return {}
+    top = Counter(int(np.argmax(g)) for g in every)
+    summary: dict[str, dict[str, float]] = {}
+    for i, name in enumerate(STREAM_NAMES):
+        summary[name] = {
+            "clean": float(np.mean([g[i] for g in rows[False]])) if rows[False] else 0.0,
+            "stego": float(np.mean([g[i] for g in rows[True]])) if rows[True] else 0.0,
+            "largest": top[i] / len(every),
+        }
+    return summary
 
 
 def latency_metrics(timings: Iterable[dict[str, float]]) -> dict[str, Any]:
@@ -244,7 +284,17 @@ def _manifest_sample(root: Path, row: dict[str, Any]) -> Sample:
         payload_size=int(size) if stego and size not in (None, "") else None,
         kind=(row.get("hard_negative") or "ordinary") if not stego else None,
         signal=_signal(row) if stego else None,
+        cover=_cover(row) if stego else None,
     )
+
+
+def _cover(row: dict[str, Any]) -> str | None:
+    """``photo`` or the procedural kind, from a manifest row's ``source`` (``procedural:noise``...)."""
+    source = row.get("source")
+    if not source:
+        return None
+    kind, _, name = str(source).partition(":")
+    return name if kind == "procedural" and name else "photo"
 
 
 def _signal(row: dict[str, Any]) -> str | None:
@@ -340,14 +390,25 @@ def render_detector_markdown(name: str, m: dict[str, Any]) -> list[str]:
     ]
     lines += _rate_table("TPR per method", m["tpr_by_method"], "method")
     lines += _rate_table(f"TPR per method, payloads >= {TARGET_MIN_PAYLOAD} B", m["tpr_by_method_min64"], "method")
-    if m.get("tpr_by_method_signal_min64"):
-        lines += _rate_table(
-            f"TPR per method and payload signal, payloads >= {TARGET_MIN_PAYLOAD} B (marker: AI42 frame marker; "
-            "text: text without marker; none: random bytes without marker)",
-            m["tpr_by_method_signal_min64"],
-            "method, signal",
-        )
+    optional = (  # tables from manifests that record the payload signal and the cover
+        ("tpr_by_method_signal_min64", "method, signal",
+         f"TPR per method and payload signal, payloads >= {TARGET_MIN_PAYLOAD} B (marker: AI42 frame marker; "
+         "text: text without marker; none: random bytes without marker)"),
+        ("tpr_unsignalled_by_cover_min64", "method, cover",
+         f"TPR of unsignalled payloads (random bytes, no marker) >= {TARGET_MIN_PAYLOAD} B in sample LSBs, "
+         "per method and cover (photo: a crop of a bundled photograph; the others: procedural pictures)"),
+    )
+    for key, key_name, title in optional:
+        if m.get(key):
+            lines += _rate_table(title, m[key], key_name)
     lines += _rate_table("TPR per format", m["tpr_by_format"], "format")
+    if m.get("gates"):
+        lines += ["**Fusion gate weight per stream** (the `explanation` of each verdict: mean weight on clean and on "
+                  "stego files, and the share of files whose largest weight is that stream's)", "",
+                  "| stream | mean, clean | mean, stego | largest for |", "|---|---:|---:|---:|"]
+        lines += [f"| {name} | {g['clean']:.3f} | {g['stego']:.3f} | {pct(g['largest'], 1)} |"
+                  for name, g in m["gates"].items()]
+        lines.append("")
     lines += _rate_table("TPR per payload size", m["tpr_by_payload"], "payload")
     lines += _rate_table("FPR per format (clean files)", m["fpr_by_format"], "format")
     if set(m.get("fpr_by_kind", {})) - {"?"}:
@@ -534,7 +595,8 @@ class _EvalState:
                 for vs in base.values():
                     vs.append(Verdict(False, error=r.error))
                 continue
-            c_model.append(Verdict(r.is_stego, r.method, r.probability))
+            gates = tuple(r.explanation.values()) if r.explanation else None
+            c_model.append(Verdict(r.is_stego, r.method, r.probability, gates=gates))
             c_time.append({**vars(r.timings), "total_ms": r.timings.total_ms})
             for key in base:
                 flag, method, score = self.detectors[key].decide(p.arrays)

@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     scan.add_argument("--extract", action="store_true",
                       help="recover the payload of each flagged file with v4runtime.stego")
     scan.add_argument("--config", default=None, metavar="FILE", help="YAML settings file")
-    scan.set_defaults(func=run_scan)
+    scan.set_defaults(func=run_scan, trailing_positionals="paths")
 
     ev = subparsers.add_parser(
         "evaluate",

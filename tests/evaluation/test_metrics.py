@@ -119,3 +119,47 @@ def test_manifest_rows_give_the_payload_signal(tmp_path) -> None:
     assert signal(marker=False, payload_kind="random") == "none"
     assert signal() is None
     assert _manifest_sample(tmp_path, {"path": "c.png", "label": 0}).signal is None
+
+
+def test_unsignalled_payloads_broken_down_by_cover() -> None:
+    """Only random unmarked payloads >= 64 B in sample LSBs, keyed by method and cover."""
+    samples = [
+        Sample("a", "stego", "lsb.rgb", "png", 100, signal="none", cover="noise"),
+        Sample("b", "stego", "lsb.rgb", "png", 100, signal="none", cover="noise"),
+        Sample("c", "stego", "lsb.rgb", "png", 100, signal="none", cover="photo"),
+        Sample("d", "stego", "lsb.rgb", "png", 100, signal="marker", cover="photo"),  # has a marker
+        Sample("e", "stego", "lsb.rgb", "png", 10, signal="none", cover="photo"),  # below the target size
+        Sample("f", "stego", "exif", "jpeg", 100, signal="none", cover="photo"),  # not a sample-LSB method
+    ]
+    verdicts = [Verdict(False), Verdict(True, "lsb.rgb"), Verdict(True, "lsb.rgb"), Verdict(True, "lsb.rgb"),
+                Verdict(False), Verdict(True, "exif")]
+    table = detection_metrics(samples, verdicts)["tpr_unsignalled_by_cover_min64"]
+    assert {key: (r["k"], r["n"]) for key, r in table.items()} == {"lsb.rgb, noise": (1, 2), "lsb.rgb, photo": (1, 1)}
+
+
+def test_manifest_rows_give_the_cover(tmp_path) -> None:
+    from v4runtime.evaluation import _manifest_sample
+
+    def cover(**row: object) -> str | None:
+        return _manifest_sample(tmp_path, {"path": "a.png", "label": 1, "method": "lsb.rgb", **row}).cover
+
+    assert cover(source="procedural:noise") == "noise"
+    assert cover(source="skimage:grass.png") == "photo"
+    assert cover() is None
+    assert _manifest_sample(tmp_path, {"path": "c.png", "label": 0, "source": "procedural:flat"}).cover is None
+
+
+def test_gate_summary_averages_the_model_gate_weights() -> None:
+    from v4runtime.streams.spec import STREAM_NAMES
+
+    def gates(top: int) -> tuple[float, ...]:
+        return tuple(0.9 if i == top else 0.1 / 7 for i in range(len(STREAM_NAMES)))
+
+    samples = [Sample("c", "clean"), Sample("s", "stego", "lsb.rgb", "png", 100), Sample("e", "clean")]
+    content, fmt = STREAM_NAMES.index("content"), STREAM_NAMES.index("format")
+    verdicts = [Verdict(False, gates=gates(fmt)), Verdict(True, "lsb.rgb", gates=gates(content)),
+                Verdict(False, error="unreadable", gates=gates(content))]  # unreadable: left out
+    summary = detection_metrics(samples, verdicts)["gates"]
+    assert summary["format"]["clean"] == pytest.approx(0.9) and summary["format"]["stego"] == pytest.approx(0.1 / 7)
+    assert summary["content"]["largest"] == summary["format"]["largest"] == 0.5
+    assert "gates" not in detection_metrics(samples, [Verdict(False), Verdict(True, "lsb.rgb"), Verdict(False)])

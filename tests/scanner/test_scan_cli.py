@@ -77,6 +77,17 @@ def test_json_document(toy_model_path: Path, image_dir: Path, capsys: pytest.Cap
     assert all(r["is_stego"] for r in doc["results"])
 
 
+def test_paths_after_options(toy_model_path: Path, image_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Options between paths (`scan a.png --jsonl b.png`) do not drop the paths after them."""
+    code, out, _ = scan(capsys, str(image_dir / "clean-a.png"), "--jsonl", str(image_dir / "clean-b.jpg"),
+                        "--model", str(toy_model_path), str(image_dir / "sub" / "tail.png"))
+    assert code == 1
+    assert [Path(json.loads(line)["path"]).name for line in out.splitlines()] == ["clean-a.png", "clean-b.jpg", "tail.png"]
+    with pytest.raises(SystemExit) as stop:  # an unknown option is still an error, not a path
+        main(["scan", str(image_dir / "clean-a.png"), "--jsonl", "--no-such-option"])
+    assert stop.value.code == 2 and "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
 def test_bad_options_exit_2(toy_model_path: Path, image_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = scan(capsys, str(image_dir), "--threshold", "7", "--model", str(toy_model_path))
     assert code == 2 and "threshold" in err

@@ -8,7 +8,9 @@ chi-square (Westfeld-Pfitzmann pairs of values) and sample-pairs (Dumitrescu-Wu-
 follow, then a head profile that compares the start of each bit stream with what follows it: a
 short unsignalled payload (random bytes, no marker) leaves no trace in whole-image statistics, but
 it turns the LSBs of its first samples into noise where the rest of the stream is still smooth.
-Layout, 112 values in [0, 1]:
+Three more head profiles (:mod:`v4runtime.streams.neighbours`) judge the first samples against
+their channels or their neighbours on the row: channel agreement of grey pictures, the
+weighted-stego estimate, and a flip test of palette indices. Layout, 148 values in [0, 1]:
 
 - ``[0:54]``: for each stream in :data:`BIT_STREAMS`, 18 values: present, ones ratio, then the
   8 :data:`BYTE_FEATURES` for LSB-first, then the same 8 for MSB-first.
@@ -20,6 +22,16 @@ Layout, 112 values in [0, 1]:
   :data:`HEAD_WINDOWS`, 4 values for the samples ``[0, n)`` and then ``[n, 2n)``: the share of
   close neighbour pairs that differ only in the LSB (0.5 when LSBs are noise), and the share of
   neighbour pairs that are close (how much evidence that ratio rests on).
+- ``[112:124]``: per window ``n`` in :data:`NEIGHBOUR_WINDOWS` of the RGB stream, for the head
+  then the next ``n`` samples: the share of grey pixels (channels equal above the LSB) whose LSBs
+  differ, and the share of grey pixels.
+- ``[124:136]``: per window of the RGB stream, for the head then the next ``n`` samples: the
+  weighted-stego estimate (0.25: nothing replaced, 0.75: every LSB replaced) and its evidence
+  (near 1 on smooth content, near 0 on noise). These two blocks are neutral (0, and 0.25 with
+  no evidence) for palette pictures, which cannot carry ``lsb.rgb``.
+- ``[136:148]``: per window of the palette indices, for the head then the next ``n`` pixels: the
+  share of pixels whose LSB-flipped index names a colour closer to their neighbours', and the
+  share of pixels that test applies to.
 """
 
 from __future__ import annotations
@@ -29,6 +41,13 @@ import math
 
 import numpy as np
 
+from v4runtime.streams.neighbours import (
+    GREY_PER_WINDOW,
+    WS_PER_WINDOW,
+    grey_profile,
+    palette_profile,
+    ws_profile,
+)
 from v4runtime.streams.spec import CONTENT_FEATURES
 
 #: Framing marker written by the stego embedders (``AI42``) and looked for here.
@@ -52,6 +71,9 @@ PER_STREAM = 2 + 2 * len(BYTE_FEATURES)
 #: Prefix windows (samples of a bit stream) of the head profile; each is compared with the next ``n``.
 HEAD_WINDOWS: tuple[int, ...] = (512, 2048, 8192, 16384)
 PROFILE_PER_STREAM = 4 * len(HEAD_WINDOWS)
+#: Windows of the neighbour profiles: a payload long enough to fill a larger one already fills
+#: the 8192-sample window, and the smaller set halves the rows these profiles read.
+NEIGHBOUR_WINDOWS: tuple[int, ...] = HEAD_WINDOWS[:3]
 #: Shortest printable run that counts as NUL-terminated text. Noise makes a printable byte about
 #: 37% of the time, so a 4-byte run then a NUL turned up in about 1 clean file in 2,000, and those
 #: files scored as confidently as real payloads; 12 bytes takes that to about 1 in 10 million.
@@ -65,7 +87,7 @@ _LOG2[1:] = np.log2(np.arange(1, HEAD_BYTES + 1))
 
 
 def feature_names() -> list[str]:
-    """Return the 64 names of the ``content`` vector, in order (used by the docs and tests)."""
+    """Return the names of the ``content`` vector, in order (used by the docs and tests)."""
     names: list[str] = []
     for stream in BIT_STREAMS:
         names += [f"{stream}.present", f"{stream}.ones_ratio"]
@@ -77,6 +99,13 @@ def feature_names() -> list[str]:
         for n in HEAD_WINDOWS:
             for part in ("head", "next"):
                 names += [f"{stream}.{part}{n}.lsb_flip_ratio", f"{stream}.{part}{n}.close_pairs"]
+    for stream, statistic, evidence in (
+        ("lsb", "grey_lsb_differ", "grey_pixels"),
+        ("lsb", "weighted_stego", "weighted_stego_evidence"),
+        ("palette", "flip_closer", "flip_testable"),
+    ):
+        names += [f"{stream}.{part}{n}.{value}" for n in NEIGHBOUR_WINDOWS for part in ("head", "next")
+                  for value in (statistic, evidence)]
     assert len(names) == CONTENT_FEATURES
     return names
 
@@ -246,8 +275,9 @@ def content_features(
     alpha: np.ndarray | None,
     indices: np.ndarray | None,
     histograms: dict[str, np.ndarray] | None = None,
+    palette: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Build the 112-value ``content`` vector (see module docstring).
+    """Build the ``content`` vector (see module docstring).
 
     Args:
         bands: R, G, B planes ``(H, W)`` uint8 of the whole image.
@@ -256,6 +286,7 @@ def content_features(
         alpha: Alpha plane or ``None``.
         indices: Palette-index plane or ``None``.
         histograms: Precomputed whole-image histograms (keys ``rgb``, ``alpha``, ``indices``).
+        palette: The palette ``(entries, 3)`` uint8 of a palette image, or ``None``.
     """
     histograms = histograms or {}
     head = HEAD_BYTES * 8
@@ -284,4 +315,11 @@ def content_features(
     out += head_profile(rgb_head, 3 * width, 3)
     out += head_profile(alpha_stream, width, 1)
     out += head_profile(index_stream, width, 1)
+    if indices is None:
+        out += grey_profile(bands, NEIGHBOUR_WINDOWS)
+        out += ws_profile(bands, NEIGHBOUR_WINDOWS)
+    else:  # a palette picture cannot carry lsb.rgb, and its R, G, B are palette colours
+        out += [0.0] * (GREY_PER_WINDOW * len(NEIGHBOUR_WINDOWS))
+        out += [0.25, 0.0] * (WS_PER_WINDOW // 2 * len(NEIGHBOUR_WINDOWS))
+    out += palette_profile(indices, palette, NEIGHBOUR_WINDOWS)
     return np.asarray(out, dtype=np.float32)

@@ -214,7 +214,8 @@ def extract_streams(
         container, decoded, file_size=len(data), tail_length=len(tail), capability_mask=cap
     )
     content = content_features(
-        decoded.bands, decoded.interleaved(HEAD_BYTES * 8), decoded.alpha, decoded.indices, decoded.histograms
+        decoded.bands, decoded.interleaved(HEAD_BYTES * 8), decoded.alpha, decoded.indices, decoded.histograms,
+        decoded.palette,
     )
     frames = max(container.frames, decoded.frames)
     width, height = decoded.size

@@ -1,0 +1,190 @@
+"""Head-window statistics that judge each sample against its channels or its neighbours.
+
+A short unsignalled payload (random bytes, no marker) turns the LSBs of the first samples of a
+bit stream into noise. :func:`v4runtime.streams.content.head_profile` sees that where neighbours
+on a row are nearly equal (flat and synthetic content); these three tests reach covers it cannot:
+
+- :func:`grey_profile`: a grey picture stored as RGB has three equal channels; LSB replacement
+  makes them differ, in the LSB alone and in the first pixels only.
+- :func:`ws_profile`: the weighted-stego estimate (Fridrich and Goljan 2004, Ker and Böhme 2008)
+  of the share of replaced LSBs, from how each sample's LSB correlates with its deviation from
+  the mean of its four neighbours: it works on smooth gradients and textures, whose neighbours
+  rarely differ by 1 or less.
+- :func:`palette_profile`: flipping a palette index's LSB points the pixel at another colour, which
+  is usually further from its neighbours' colours than the colour it had.
+
+The palette flip test compares a pixel with its neighbours left and right on the row; weighted
+stego also with the four around it (see :func:`ws_profile` for why both). Grey channels and
+weighted stego describe the RGB stream of ``lsb.rgb``, so they are left neutral for palette
+pictures, which cannot carry it and whose colours come from a palette.
+
+Like the head profile, each is measured on the first ``n`` samples of the stream and on the ``n``
+after them, for every window ``n``: a payload shows as a contrast between the two, a cover that
+is noisy everywhere does not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Values per window of each profile: (head, next) x (statistic, evidence).
+GREY_PER_WINDOW = 4
+WS_PER_WINDOW = 4
+PALETTE_PER_WINDOW = 4
+#: Weighted stego down-weights busy neighbourhoods: weight 1 / (WS_DAMPING + local variance).
+WS_DAMPING = 5.0
+#: Weight added to every estimate's denominator, as much as 32 perfectly smooth samples carry: it
+#: pulls estimates that rest on a handful of samples (a window of mostly clipped pixels) to 0.
+WS_PRIOR = 32 / WS_DAMPING
+
+
+def _window_sums(values: np.ndarray, windows: tuple[int, ...]) -> list[tuple[float, float]]:
+    """Sum of ``values`` over ``[0, n)`` and ``[n, 2n)`` for each window ``n`` (clipped to the data)."""
+    cumulative = np.concatenate(([0.0], np.cumsum(values, dtype=np.float64)))
+    last = len(values)
+    return [
+        (float(cumulative[min(n, last)]), float(cumulative[min(2 * n, last)] - cumulative[min(n, last)]))
+        for n in windows
+    ]
+
+
+def _counts(length: int, windows: tuple[int, ...]) -> list[tuple[int, int]]:
+    return [(min(n, length), max(0, min(2 * n, length) - n)) for n in windows]
+
+
+def _ratio(part: float, whole: float) -> float:
+    return part / whole if whole > 0 else 0.0
+
+
+def grey_profile(bands: tuple[np.ndarray, ...] | list[np.ndarray], windows: tuple[int, ...]) -> list[float]:
+    """Channel agreement of the first pixels; windows count R, G, B samples (3 per pixel).
+
+    Per window and part (head, next): the share of *grey* pixels (channels equal above the LSB)
+    whose LSBs differ, then the share of pixels that are grey (the evidence). A clean grey
+    picture gives 0 and 1; a payload in its first pixels gives about 0.75 and 1.
+    """
+    pixels = -(-2 * max(windows) // 3)
+    r, g, b = (np.ascontiguousarray(band).reshape(-1)[:pixels] for band in bands[:3])
+    spread = (r ^ g) | (g ^ b)
+    grey = spread < 2
+    mixed = grey & (spread != 0)
+    pixel_windows = tuple(max(1, n // 3) for n in windows)
+    out: list[float] = []
+    for (grey_head, grey_next), (mixed_head, mixed_next), (len_head, len_next) in zip(
+        _window_sums(grey, pixel_windows), _window_sums(mixed, pixel_windows), _counts(len(r), pixel_windows),
+        strict=True,
+    ):
+        out += [_ratio(mixed_head, grey_head), _ratio(grey_head, len_head)]
+        out += [_ratio(mixed_next, grey_next), _ratio(grey_next, len_next)]
+    return out
+
+
+def _row_neighbours(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The left and right neighbours of each sample of ``x`` (H, W[, C]), mirrored at row ends."""
+    pad = ((0, 0), (1, 1)) + ((0, 0),) * (x.ndim - 2)
+    p = np.pad(x, pad, mode="reflect")
+    return p[:, :-2], p[:, 2:]
+
+
+def _column_neighbours(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The neighbours above and below each sample of ``x`` (H, W[, C]), mirrored at the edges."""
+    pad = ((1, 1), (0, 0)) + ((0, 0),) * (x.ndim - 2)
+    p = np.pad(x, pad, mode="reflect")
+    return p[:-2], p[2:]
+
+
+def _ws_estimates(
+    x: np.ndarray, neighbours: tuple[np.ndarray, ...], usable: np.ndarray, lsb_sign: np.ndarray,
+    windows: tuple[int, ...],
+) -> list[float]:
+    """Weighted-stego estimate and evidence per window part, predicting each sample by the mean of ``neighbours``."""
+    scale = np.float32(1 / len(neighbours))
+    mean = sum(neighbours) * scale  # sums of at most four squares of bytes are exact in float32
+    variance = np.maximum(sum(n * n for n in neighbours) * scale - mean * mean, 0)
+    weight = np.where(usable, 1.0 / (WS_DAMPING + variance), np.float32(0)).reshape(-1)
+    weighted = (lsb_sign * (x - mean)).reshape(-1) * weight
+    out: list[float] = []
+    for (num_head, num_next), (den_head, den_next), (len_head, len_next) in zip(
+        _window_sums(weighted, windows), _window_sums(weight, windows), _counts(len(weight), windows), strict=True
+    ):
+        for num, den, length in ((num_head, den_head, len_head), (num_next, den_next, len_next)):
+            estimate = 2 * num / (den + WS_PRIOR)  # a few weighted samples cannot make a large estimate
+            out += [(min(max(estimate, -0.5), 1.5) + 0.5) / 2, WS_DAMPING * _ratio(den, length)]
+    return out
+
+
+def ws_profile(bands: tuple[np.ndarray, ...] | list[np.ndarray], windows: tuple[int, ...]) -> list[float]:
+    """Weighted-stego estimates of the replaced share of the first R, G, B samples (pixel-interleaved).
+
+    Per window and part (head, next): the estimate, clipped to [-0.5, 1.5] and mapped to [0, 1]
+    (0.25: no payload, 0.75: every LSB replaced), then its evidence, the mean weight scaled to
+    [0, 1] (1: smooth content; near 0 on noise or clipped content, where the estimate means little).
+
+    Two predictors each give an estimate: the mean of the left and right neighbours, and the mean
+    of all four. The four-neighbour one is the sharper, but a picture's first row is often a
+    border or a line unlike the rows below it, and predicting it from the row below turns that
+    line into a payload-like deviation in exactly the samples a head window looks at. A payload
+    raises both estimates; such a line raises only the second. Each value is the smaller of the two.
+    """
+    height, width = bands[0].shape
+    if width < 2 or height < 2:
+        return [0.25, 0.0] * (WS_PER_WINDOW // 2 * len(windows))
+    rows = min(height, -(-2 * max(windows) // (3 * width)))
+    block = np.stack([band[: min(height, rows + 1)] for band in bands[:3]], axis=-1)  # (rows, W, RGB)
+    x = block.astype(np.float32)
+    row = _row_neighbours(x)
+    column = _column_neighbours(x)
+    x, block = x[:rows], block[:rows]
+    row, column = tuple(n[:rows] for n in row), tuple(n[:rows] for n in column)
+    lsb_sign = (block & 1).astype(np.float32) * 2 - 1  # x minus x with its LSB flipped
+    # Clipped samples (0, 1, 254, 255) have neighbours on one side only: their deviation from the
+    # mean has a sign fixed by their LSB, which would read as a payload.
+    usable = (block >= 2) & (block <= 253)
+    along_row = _ws_estimates(x, row, usable, lsb_sign, windows)
+    all_four = _ws_estimates(x, row + column, usable, lsb_sign, windows)
+    return [min(a, b) for a, b in zip(along_row, all_four, strict=True)]
+
+
+def palette_profile(indices: np.ndarray | None, palette: np.ndarray | None, windows: tuple[int, ...]) -> list[float]:
+    """Flip test on the first palette indices; windows count pixels.
+
+    Per window and part (head, next): among pixels whose index with the LSB flipped names a
+    different colour, the share for which that colour is closer to the mean of the left and right
+    neighbours' colours than the pixel's own; then the share of such pixels (the evidence).
+    Undithered clean pictures score near 0; replaced LSBs push the share towards 0.5.
+    """
+    if indices is None or palette is None or indices.ndim != 2:
+        return [0.0] * (PALETTE_PER_WINDOW * len(windows))
+    height, width = indices.shape
+    if width < 2:
+        return [0.0] * (PALETTE_PER_WINDOW * len(windows))
+    rows = min(height, -(-2 * max(windows) // width))
+    entries = min(len(palette), 256)
+    # Integer arithmetic on twice the colours: distances to the neighbours' mean, exactly, in int16.
+    colours = np.zeros((256, 3), np.int16)
+    colours[:entries] = palette[:entries, :3]
+    codes = np.arange(256)
+    flips = codes ^ 1
+    # An index is testable when its LSB-flipped twin exists and names a different colour.
+    testable_code = (flips < entries) & np.any(colours[flips] != colours, axis=-1)
+    index = indices[:rows]
+    flipped_index = index ^ 1
+    own_distance = np.zeros(index.shape, np.int16)
+    flipped_distance = np.zeros(index.shape, np.int16)
+    for channel in np.ascontiguousarray(colours.T):  # one plane per channel: no reductions over a short axis
+        own, flipped = channel[index], channel[flipped_index]
+        left, right = _row_neighbours(own)
+        total = left + right
+        own_distance += np.abs(own * 2 - total)
+        flipped_distance += np.abs(flipped * 2 - total)
+    testable = testable_code[index]
+    closer = testable & (flipped_distance < own_distance)
+    testable, closer = testable.reshape(-1), closer.reshape(-1)
+    out: list[float] = []
+    for (test_head, test_next), (closer_head, closer_next), (len_head, len_next) in zip(
+        _window_sums(testable, windows), _window_sums(closer, windows), _counts(len(testable), windows),
+        strict=True,
+    ):
+        out += [_ratio(closer_head, test_head), _ratio(test_head, len_head)]
+        out += [_ratio(closer_next, test_next), _ratio(test_next, len_next)]
+    return out
