@@ -1,4 +1,4 @@
-"""The neighbour profiles of the ``content`` stream: grey channels, weighted stego, palette flips."""
+"""The neighbour profiles of the ``content`` stream: grey channels and weighted stego."""
 
 from __future__ import annotations
 
@@ -10,14 +10,7 @@ from v4_stream_images import encode
 from v4runtime.stego import embed
 from v4runtime.streams import extract_streams
 from v4runtime.streams.content import NEIGHBOUR_WINDOWS, feature_names
-from v4runtime.streams.neighbours import (
-    GREY_PER_WINDOW,
-    PALETTE_PER_WINDOW,
-    WS_PER_WINDOW,
-    grey_profile,
-    palette_profile,
-    ws_profile,
-)
+from v4runtime.streams.neighbours import GREY_PER_WINDOW, WS_PER_WINDOW, grey_profile, ws_profile
 
 
 def _textured(width: int = 256, height: int = 96, seed: int = 0, grey: bool = False) -> np.ndarray:
@@ -70,15 +63,6 @@ def test_weighted_stego_has_no_evidence_on_noise_or_clipped_content() -> None:
     assert clipped == [0.25, 0.0] * (WS_PER_WINDOW // 2 * len(NEIGHBOUR_WINDOWS))  # no estimate, no evidence
 
 
-def test_palette_flip_test_finds_indices_pointing_at_the_wrong_colour() -> None:
-    cover = Image.fromarray(_textured(seed=4)).quantize(colors=64, dither=Image.Dither.NONE)
-    clean = _content(encode(cover, "PNG"))
-    stego = _content(embed(cover, np.random.default_rng(4).bytes(64), "palette", "PNG", marker=False))
-    assert stego["palette.head512.flip_closer"] > clean["palette.head512.flip_closer"] + 0.15
-    assert stego["palette.head512.flip_testable"] > 0.9
-    assert abs(stego["palette.next2048.flip_closer"] - clean["palette.next2048.flip_closer"]) < 0.02
-
-
 def _ws_by_hand(bands: list[np.ndarray], windows: tuple[int, ...]) -> list[float]:
     """Weighted stego sample by sample, for checking the vectorised one."""
     from v4runtime.streams.neighbours import WS_DAMPING, WS_PRIOR
@@ -126,20 +110,9 @@ def test_profiles_of_tiny_or_missing_inputs_are_neutral() -> None:
     neutral = [0.25, 0.0] * (WS_PER_WINDOW // 2 * len(NEIGHBOUR_WINDOWS))
     assert ws_profile((row,) * 3, NEIGHBOUR_WINDOWS) == neutral  # one row: no neighbours above or below
     assert ws_profile((row.T,) * 3, NEIGHBOUR_WINDOWS) == neutral  # one column: none beside
-    empty = [0.0] * (PALETTE_PER_WINDOW * len(NEIGHBOUR_WINDOWS))
-    assert palette_profile(None, None, NEIGHBOUR_WINDOWS) == empty
-    assert palette_profile(row, np.zeros((4, 3), np.uint8), NEIGHBOUR_WINDOWS) == empty
     grey = grey_profile((row, row, row), NEIGHBOUR_WINDOWS)
     assert len(grey) == GREY_PER_WINDOW * len(NEIGHBOUR_WINDOWS)
     assert grey[:2] == [0.0, 1.0] and grey[2:4] == [0.0, 0.0]  # 40 grey pixels in the head, none after
-
-
-def test_palette_index_past_the_palette_is_not_a_flip_candidate() -> None:
-    """Index 3 of a 3-colour palette flips to 2; index 2 would flip to 3, which does not exist."""
-    indices = np.full((8, 8), 2, dtype=np.uint8)
-    palette = np.array([[0, 0, 0], [255, 255, 255], [10, 10, 10]], np.uint8)
-    profile = palette_profile(indices, palette, (16,))
-    assert profile[1] == 0.0  # no testable pixel: the flip target is outside the palette
 
 
 def test_a_border_row_is_not_a_payload() -> None:
@@ -149,6 +122,12 @@ def test_a_border_row_is_not_a_payload() -> None:
     pixels[0] = 34  # a dark border line across the top
     clean = _content(encode(Image.fromarray(pixels), "PNG"))
     assert abs(clean["lsb.head512.weighted_stego"] - 0.25) < 0.02
-    quantised = Image.fromarray(pixels).quantize(colors=64, dither=Image.Dither.NONE)
-    palette = _content(encode(quantised, "PNG"))
-    assert palette["palette.head512.flip_closer"] <= palette["palette.next512.flip_closer"] + 0.05
+
+
+def test_palette_pictures_get_neutral_rgb_profiles() -> None:
+    """A palette picture cannot carry lsb.rgb, and its R, G, B are palette colours: no evidence either way."""
+    quantised = Image.fromarray(_textured(seed=6)).quantize(colors=64, dither=Image.Dither.FLOYDSTEINBERG)
+    values = _content(encode(quantised, "GIF"))
+    for n in NEIGHBOUR_WINDOWS:
+        assert values[f"lsb.head{n}.grey_lsb_differ"] == values[f"lsb.head{n}.grey_pixels"] == 0.0
+        assert values[f"lsb.head{n}.weighted_stego"] == 0.25 and values[f"lsb.head{n}.weighted_stego_evidence"] == 0.0

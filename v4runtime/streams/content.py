@@ -8,9 +8,9 @@ chi-square (Westfeld-Pfitzmann pairs of values) and sample-pairs (Dumitrescu-Wu-
 follow, then a head profile that compares the start of each bit stream with what follows it: a
 short unsignalled payload (random bytes, no marker) leaves no trace in whole-image statistics, but
 it turns the LSBs of its first samples into noise where the rest of the stream is still smooth.
-Three more head profiles (:mod:`v4runtime.streams.neighbours`) judge the first samples against
-their channels or their neighbours on the row: channel agreement of grey pictures, the
-weighted-stego estimate, and a flip test of palette indices. Layout, 148 values in [0, 1]:
+Two more head profiles (:mod:`v4runtime.streams.neighbours`) judge the first samples of the RGB
+stream against their channels or their neighbours: channel agreement of grey pictures and the
+weighted-stego estimate. Layout, 136 values in [0, 1]:
 
 - ``[0:54]``: for each stream in :data:`BIT_STREAMS`, 18 values: present, ones ratio, then the
   8 :data:`BYTE_FEATURES` for LSB-first, then the same 8 for MSB-first.
@@ -29,9 +29,6 @@ weighted-stego estimate, and a flip test of palette indices. Layout, 148 values 
   weighted-stego estimate (0.25: nothing replaced, 0.75: every LSB replaced) and its evidence
   (near 1 on smooth content, near 0 on noise). These two blocks are neutral (0, and 0.25 with
   no evidence) for palette pictures, which cannot carry ``lsb.rgb``.
-- ``[136:148]``: per window of the palette indices, for the head then the next ``n`` pixels: the
-  share of pixels whose LSB-flipped index names a colour closer to their neighbours', and the
-  share of pixels that test applies to.
 """
 
 from __future__ import annotations
@@ -45,7 +42,6 @@ from v4runtime.streams.neighbours import (
     GREY_PER_WINDOW,
     WS_PER_WINDOW,
     grey_profile,
-    palette_profile,
     ws_profile,
 )
 from v4runtime.streams.spec import CONTENT_FEATURES
@@ -102,7 +98,6 @@ def feature_names() -> list[str]:
     for stream, statistic, evidence in (
         ("lsb", "grey_lsb_differ", "grey_pixels"),
         ("lsb", "weighted_stego", "weighted_stego_evidence"),
-        ("palette", "flip_closer", "flip_testable"),
     ):
         names += [f"{stream}.{part}{n}.{value}" for n in NEIGHBOUR_WINDOWS for part in ("head", "next")
                   for value in (statistic, evidence)]
@@ -275,7 +270,6 @@ def content_features(
     alpha: np.ndarray | None,
     indices: np.ndarray | None,
     histograms: dict[str, np.ndarray] | None = None,
-    palette: np.ndarray | None = None,
 ) -> np.ndarray:
     """Build the ``content`` vector (see module docstring).
 
@@ -286,7 +280,6 @@ def content_features(
         alpha: Alpha plane or ``None``.
         indices: Palette-index plane or ``None``.
         histograms: Precomputed whole-image histograms (keys ``rgb``, ``alpha``, ``indices``).
-        palette: The palette ``(entries, 3)`` uint8 of a palette image, or ``None``.
     """
     histograms = histograms or {}
     head = HEAD_BYTES * 8
@@ -321,5 +314,4 @@ def content_features(
     else:  # a palette picture cannot carry lsb.rgb, and its R, G, B are palette colours
         out += [0.0] * (GREY_PER_WINDOW * len(NEIGHBOUR_WINDOWS))
         out += [0.25, 0.0] * (WS_PER_WINDOW // 2 * len(NEIGHBOUR_WINDOWS))
-    out += palette_profile(indices, palette, NEIGHBOUR_WINDOWS)
     return np.asarray(out, dtype=np.float32)

@@ -214,8 +214,7 @@ def extract_streams(
         container, decoded, file_size=len(data), tail_length=len(tail), capability_mask=cap
     )
     content = content_features(
-        decoded.bands, decoded.interleaved(HEAD_BYTES * 8), decoded.alpha, decoded.indices, decoded.histograms,
-        decoded.palette,
+        decoded.bands, decoded.interleaved(HEAD_BYTES * 8), decoded.alpha, decoded.indices, decoded.histograms
     )
     frames = max(container.frames, decoded.frames)
     width, height = decoded.size

@@ -1,22 +1,20 @@
-"""Head-window statistics that judge each sample against its channels or its neighbours.
+"""Head-window statistics of the RGB stream that judge each sample against its channels or neighbours.
 
 A short unsignalled payload (random bytes, no marker) turns the LSBs of the first samples of a
 bit stream into noise. :func:`v4runtime.streams.content.head_profile` sees that where neighbours
-on a row are nearly equal (flat and synthetic content); these three tests reach covers it cannot:
+on a row are nearly equal (flat and synthetic content); these two tests reach covers it cannot:
 
 - :func:`grey_profile`: a grey picture stored as RGB has three equal channels; LSB replacement
   makes them differ, in the LSB alone and in the first pixels only.
 - :func:`ws_profile`: the weighted-stego estimate (Fridrich and Goljan 2004, Ker and Böhme 2008)
   of the share of replaced LSBs, from how each sample's LSB correlates with its deviation from
-  the mean of its four neighbours: it works on smooth gradients and textures, whose neighbours
-  rarely differ by 1 or less.
-- :func:`palette_profile`: flipping a palette index's LSB points the pixel at another colour, which
-  is usually further from its neighbours' colours than the colour it had.
+  the mean of its neighbours: it works on smooth gradients and textures, whose neighbours
+  rarely differ by 1 or less, where the head profile finds few close pairs to count.
 
-The palette flip test compares a pixel with its neighbours left and right on the row; weighted
-stego also with the four around it (see :func:`ws_profile` for why both). Grey channels and
-weighted stego describe the RGB stream of ``lsb.rgb``, so they are left neutral for palette
-pictures, which cannot carry it and whose colours come from a palette.
+Weighted stego compares a sample with its neighbours on the row and with the four around it (see
+:func:`ws_profile` for why both). Both tests describe the RGB stream of ``lsb.rgb``, so
+:func:`v4runtime.streams.content.content_features` leaves them neutral for palette pictures,
+which cannot carry it and whose colours come from a palette.
 
 Like the head profile, each is measured on the first ``n`` samples of the stream and on the ``n``
 after them, for every window ``n``: a payload shows as a contrast between the two, a cover that
@@ -30,7 +28,6 @@ import numpy as np
 #: Values per window of each profile: (head, next) x (statistic, evidence).
 GREY_PER_WINDOW = 4
 WS_PER_WINDOW = 4
-PALETTE_PER_WINDOW = 4
 #: Weighted stego down-weights busy neighbourhoods: weight 1 / (WS_DAMPING + local variance).
 WS_DAMPING = 5.0
 #: Weight added to every estimate's denominator, as much as 32 perfectly smooth samples carry: it
@@ -143,48 +140,3 @@ def ws_profile(bands: tuple[np.ndarray, ...] | list[np.ndarray], windows: tuple[
     along_row = _ws_estimates(x, row, usable, lsb_sign, windows)
     all_four = _ws_estimates(x, row + column, usable, lsb_sign, windows)
     return [min(a, b) for a, b in zip(along_row, all_four, strict=True)]
-
-
-def palette_profile(indices: np.ndarray | None, palette: np.ndarray | None, windows: tuple[int, ...]) -> list[float]:
-    """Flip test on the first palette indices; windows count pixels.
-
-    Per window and part (head, next): among pixels whose index with the LSB flipped names a
-    different colour, the share for which that colour is closer to the mean of the left and right
-    neighbours' colours than the pixel's own; then the share of such pixels (the evidence).
-    Undithered clean pictures score near 0; replaced LSBs push the share towards 0.5.
-    """
-    if indices is None or palette is None or indices.ndim != 2:
-        return [0.0] * (PALETTE_PER_WINDOW * len(windows))
-    height, width = indices.shape
-    if width < 2:
-        return [0.0] * (PALETTE_PER_WINDOW * len(windows))
-    rows = min(height, -(-2 * max(windows) // width))
-    entries = min(len(palette), 256)
-    # Integer arithmetic on twice the colours: distances to the neighbours' mean, exactly, in int16.
-    colours = np.zeros((256, 3), np.int16)
-    colours[:entries] = palette[:entries, :3]
-    codes = np.arange(256)
-    flips = codes ^ 1
-    # An index is testable when its LSB-flipped twin exists and names a different colour.
-    testable_code = (flips < entries) & np.any(colours[flips] != colours, axis=-1)
-    index = indices[:rows]
-    flipped_index = index ^ 1
-    own_distance = np.zeros(index.shape, np.int16)
-    flipped_distance = np.zeros(index.shape, np.int16)
-    for channel in np.ascontiguousarray(colours.T):  # one plane per channel: no reductions over a short axis
-        own, flipped = channel[index], channel[flipped_index]
-        left, right = _row_neighbours(own)
-        total = left + right
-        own_distance += np.abs(own * 2 - total)
-        flipped_distance += np.abs(flipped * 2 - total)
-    testable = testable_code[index]
-    closer = testable & (flipped_distance < own_distance)
-    testable, closer = testable.reshape(-1), closer.reshape(-1)
-    out: list[float] = []
-    for (test_head, test_next), (closer_head, closer_next), (len_head, len_next) in zip(
-        _window_sums(testable, windows), _window_sums(closer, windows), _counts(len(testable), windows),
-        strict=True,
-    ):
-        out += [_ratio(closer_head, test_head), _ratio(test_head, len_head)]
-        out += [_ratio(closer_next, test_next), _ratio(test_next, len_next)]
-    return out
