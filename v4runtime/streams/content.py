@@ -38,12 +38,7 @@ import math
 
 import numpy as np
 
-from v4runtime.streams.neighbours import (
-    GREY_PER_WINDOW,
-    WS_PER_WINDOW,
-    grey_profile,
-    ws_profile,
-)
+from v4runtime.streams.neighbours import grey_profile, neutral_grey, neutral_ws, ws_profile
 from v4runtime.streams.spec import CONTENT_FEATURES
 
 #: Framing marker written by the stego embedders (``AI42``) and looked for here.
@@ -312,6 +307,5 @@ def content_features(
         out += grey_profile(bands, NEIGHBOUR_WINDOWS)
         out += ws_profile(bands, NEIGHBOUR_WINDOWS)
     else:  # a palette picture cannot carry lsb.rgb, and its R, G, B are palette colours
-        out += [0.0] * (GREY_PER_WINDOW * len(NEIGHBOUR_WINDOWS))
-        out += [0.25, 0.0] * (WS_PER_WINDOW // 2 * len(NEIGHBOUR_WINDOWS))
+        out += neutral_grey(NEIGHBOUR_WINDOWS) + neutral_ws(NEIGHBOUR_WINDOWS)
     return np.asarray(out, dtype=np.float32)

@@ -35,6 +35,16 @@ WS_DAMPING = 5.0
 WS_PRIOR = 32 / WS_DAMPING
 
 
+def neutral_grey(windows: tuple[int, ...]) -> list[float]:
+    """What :func:`grey_profile` gives where it does not apply: no grey pixels, nothing differing."""
+    return [0.0] * (GREY_PER_WINDOW * len(windows))
+
+
+def neutral_ws(windows: tuple[int, ...]) -> list[float]:
+    """What :func:`ws_profile` gives where it does not apply: estimate 0 (0.25 mapped), no evidence."""
+    return [0.25, 0.0] * (WS_PER_WINDOW // 2 * len(windows))
+
+
 def _window_sums(values: np.ndarray, windows: tuple[int, ...]) -> list[tuple[float, float]]:
     """Sum of ``values`` over ``[0, n)`` and ``[n, 2n)`` for each window ``n`` (clipped to the data)."""
     cumulative = np.concatenate(([0.0], np.cumsum(values, dtype=np.float64)))
@@ -125,7 +135,7 @@ def ws_profile(bands: tuple[np.ndarray, ...] | list[np.ndarray], windows: tuple[
     """
     height, width = bands[0].shape
     if width < 2 or height < 2:
-        return [0.25, 0.0] * (WS_PER_WINDOW // 2 * len(windows))
+        return neutral_ws(windows)
     rows = min(height, -(-2 * max(windows) // (3 * width)))
     block = np.stack([band[: min(height, rows + 1)] for band in bands[:3]], axis=-1)  # (rows, W, RGB)
     x = block.astype(np.float32)
