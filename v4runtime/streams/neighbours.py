@@ -47,10 +47,14 @@ def neutral_ws(windows: tuple[int, ...]) -> list[float]:
 
 def _window_sums(values: np.ndarray, windows: tuple[int, ...]) -> list[tuple[float, float]]:
     """Sum of ``values`` over ``[0, n)`` and ``[n, 2n)`` for each window ``n`` (clipped to the data)."""
-    cumulative = np.concatenate(([0.0], np.cumsum(values, dtype=np.float64)))
-    last = len(values)
+    length = len(values)
+    ends = sorted({min(cut, length) for n in windows for cut in (n, 2 * n)} - {0})
+    prefix = {0: 0.0}
+    if ends:  # one pass over the segments between cuts, summed in float64, instead of a full cumsum
+        segments = np.add.reduceat(values[: ends[-1]], [0, *ends[:-1]], dtype=np.float64)
+        prefix.update(zip(ends, np.cumsum(segments).tolist(), strict=True))
     return [
-        (float(cumulative[min(n, last)]), float(cumulative[min(2 * n, last)] - cumulative[min(n, last)]))
+        (prefix[min(n, length)], prefix[min(2 * n, length)] - prefix[min(n, length)])
         for n in windows
     ]
 
@@ -86,30 +90,48 @@ def grey_profile(bands: tuple[np.ndarray, ...] | list[np.ndarray], windows: tupl
     return out
 
 
-def _row_neighbours(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The left and right neighbours of each sample of ``x`` (H, W[, C]), mirrored at row ends."""
-    pad = ((0, 0), (1, 1)) + ((0, 0),) * (x.ndim - 2)
-    p = np.pad(x, pad, mode="reflect")
-    return p[:, :-2], p[:, 2:]
+def _row_neighbours(x: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The left and right neighbours of each sample in the first ``rows`` rows of ``x`` (H, W, C), mirrored at row ends."""
+    x = x[:rows]
+    left = np.empty_like(x)
+    left[:, 1:] = x[:, :-1]
+    left[:, 0] = x[:, 1]
+    right = np.empty_like(x)
+    right[:, :-1] = x[:, 1:]
+    right[:, -1] = x[:, -2]
+    return left, right
 
 
-def _column_neighbours(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The neighbours above and below each sample of ``x`` (H, W[, C]), mirrored at the edges."""
-    pad = ((1, 1), (0, 0)) + ((0, 0),) * (x.ndim - 2)
-    p = np.pad(x, pad, mode="reflect")
-    return p[:-2], p[2:]
+def _column_neighbours(x: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The neighbours above and below each sample in the first ``rows`` rows of ``x`` (H, W, C), mirrored at the edges."""
+    above = np.empty_like(x[:rows])
+    above[1:] = x[: rows - 1]
+    above[0] = x[1]
+    below = np.empty_like(above)
+    below[: len(x) - 1] = x[1 : rows + 1]
+    if len(x) == rows:  # no row below the last one: mirror
+        below[-1] = x[-2]
+    return above, below
 
 
 def _ws_estimates(
-    x: np.ndarray, neighbours: tuple[np.ndarray, ...], usable: np.ndarray, lsb_sign: np.ndarray,
-    windows: tuple[int, ...],
+    x: np.ndarray, total: np.ndarray, squares: np.ndarray, count: int, usable: np.ndarray,
+    lsb_sign: np.ndarray, windows: tuple[int, ...],
 ) -> list[float]:
-    """Weighted-stego estimate and evidence per window part, predicting each sample by the mean of ``neighbours``."""
-    scale = np.float32(1 / len(neighbours))
-    mean = sum(neighbours) * scale  # sums of at most four squares of bytes are exact in float32
-    variance = np.maximum(sum(n * n for n in neighbours) * scale - mean * mean, 0)
-    weight = np.where(usable, 1.0 / (WS_DAMPING + variance), np.float32(0)).reshape(-1)
-    weighted = (lsb_sign * (x - mean)).reshape(-1) * weight
+    """Weighted-stego estimate and evidence per window part, predicting each sample by its neighbours' mean.
+
+    ``total`` and ``squares`` are the sums of the ``count`` neighbours and of their squares.
+    """
+    scale = np.float32(1 / count)
+    mean = total * scale  # sums of at most four squares of bytes are exact in float32
+    variance = squares * scale
+    variance -= mean * mean
+    np.maximum(variance, 0, out=variance)
+    variance += np.float32(WS_DAMPING)
+    weight = np.divide(np.float32(1), variance, where=usable, out=np.zeros_like(variance)).reshape(-1)
+    x_minus_mean = x - mean
+    x_minus_mean *= lsb_sign
+    weighted = x_minus_mean.reshape(-1) * weight
     out: list[float] = []
     for (num_head, num_next), (den_head, den_next), (len_head, len_next) in zip(
         _window_sums(weighted, windows), _window_sums(weight, windows), _counts(len(weight), windows), strict=True
@@ -137,16 +159,19 @@ def ws_profile(bands: tuple[np.ndarray, ...] | list[np.ndarray], windows: tuple[
     if width < 2 or height < 2:
         return neutral_ws(windows)
     rows = min(height, -(-2 * max(windows) // (3 * width)))
-    block = np.stack([band[: min(height, rows + 1)] for band in bands[:3]], axis=-1)  # (rows, W, RGB)
+    block = np.stack([band[: min(height, rows + 1)] for band in bands[:3]], axis=-1)  # (rows[+1], W, RGB)
     x = block.astype(np.float32)
-    row = _row_neighbours(x)
-    column = _column_neighbours(x)
+    left, right = _row_neighbours(x, rows)
+    above, below = _column_neighbours(x, rows)
     x, block = x[:rows], block[:rows]
-    row, column = tuple(n[:rows] for n in row), tuple(n[:rows] for n in column)
     lsb_sign = (block & 1).astype(np.float32) * 2 - 1  # x minus x with its LSB flipped
     # Clipped samples (0, 1, 254, 255) have neighbours on one side only: their deviation from the
     # mean has a sign fixed by their LSB, which would read as a payload.
     usable = (block >= 2) & (block <= 253)
-    along_row = _ws_estimates(x, row, usable, lsb_sign, windows)
-    all_four = _ws_estimates(x, row + column, usable, lsb_sign, windows)
+    row_total = left + right
+    row_squares = left * left + right * right
+    along_row = _ws_estimates(x, row_total, row_squares, 2, usable, lsb_sign, windows)
+    all_total = row_total + above + below
+    all_squares = row_squares + above * above + below * below
+    all_four = _ws_estimates(x, all_total, all_squares, 4, usable, lsb_sign, windows)
     return [min(a, b) for a, b in zip(along_row, all_four, strict=True)]
