@@ -256,3 +256,61 @@ def test_head_profile_matches_a_pair_by_pair_count(length: int, row_length: int,
 
     stream = (np.random.default_rng(length).integers(0, 4, length) + 100).astype(np.uint8)
     assert head_profile(stream, row_length, step) == pytest.approx(_head_profile_by_hand(stream, row_length, step))
+
+
+
+def _block_counts_by_hand(stream: np.ndarray, row_length: int, step: int) -> list[tuple[int, int, int]]:
+    """Pairs, close pairs and LSB-only pairs per block, pair by pair, for checking the vectorised count."""
+    from v4runtime.streams.content import BLOCK_SAMPLES, PROFILE_BLOCKS
+
+    values = [int(v) for v in stream[: PROFILE_BLOCKS * BLOCK_SAMPLES]]
+    out = []
+    for k in range(PROFILE_BLOCKS):
+        pairs = near = flips = 0
+        for i in range(k * BLOCK_SAMPLES, min((k + 1) * BLOCK_SAMPLES, len(values) - step)):
+            if i % row_length >= row_length - step:
+                continue
+            pairs += 1
+            near += (values[i] ^ values[i + step]) < 2
+            flips += (values[i] ^ values[i + step]) == 1
+        out.append((pairs, near, flips))
+    return out
+
+
+@pytest.mark.parametrize(("length", "row_length", "step"), [(70000, 3 * 257, 3), (9000, 40, 1), (5, 4, 1), (4097, 7, 1)])
+def test_block_counts_match_a_pair_by_pair_count(length: int, row_length: int, step: int) -> None:
+    from v4runtime.streams.content import block_counts
+
+    stream = (np.random.default_rng(length).integers(0, 4, length) + 100).astype(np.uint8)
+    pairs, near, flips = block_counts(stream, row_length, step)
+    assert list(zip(pairs.tolist(), near.tolist(), flips.tolist(), strict=True)) == _block_counts_by_hand(
+        stream, row_length, step
+    )
+
+
+def test_noise_run_shows_where_a_long_payload_ends() -> None:
+    """A 3,000-byte random payload fills the largest head window; the noise run shows where it ends."""
+    from v4runtime.stego import embed
+
+    names = feature_names()
+    cover = Image.fromarray(_smooth(256, 256)).quantize(colors=64, dither=Image.Dither.NONE)
+    stego_bytes = embed(cover, np.random.default_rng(13).bytes(3000), "palette", "PNG", marker=False)
+    clean = dict(zip(names, extract_streams(encode(cover, "PNG")).content.tolist(), strict=True))
+    stego = dict(zip(names, extract_streams(stego_bytes).content.tolist(), strict=True))
+    # Both halves of the largest head window are mostly payload: little contrast there.
+    assert stego["palette.head16384.lsb_flip_ratio"] > 0.45 and stego["palette.next16384.lsb_flip_ratio"] > 0.2
+    # The frame (24,000+ bits) covers blocks 0-4 of 4,096 indices and a part of block 5.
+    assert stego["palette.noise_run_blocks"] == pytest.approx(5 / 16, abs=1 / 16)
+    assert stego["palette.after_run_step"] > 0.5 and stego["palette.noise_run_close_pairs"] > 0.5
+    assert clean["palette.noise_run_blocks"] == 0.0 and clean["palette.after_run_step"] == 1.0
+
+
+def test_noise_run_of_noise_and_of_nothing() -> None:
+    """LSBs that are noise everywhere make a run of every block and no step; no stream gives zeros."""
+    from v4runtime.streams.content import NOISE_RUN_VALUES, noise_run_profile
+
+    noise = (np.random.default_rng(5).integers(0, 2, 256 * 256) + 100).astype(np.uint8)
+    run, evidence, after, step = noise_run_profile(noise, 256, 1)
+    assert run == 1.0 and evidence == 1.0 and (after, step) == (0.0, 0.0)
+    assert noise_run_profile(None, 256, 1) == [0.0] * len(NOISE_RUN_VALUES)
+    assert noise_run_profile(noise[:1], 256, 1) == [0.0] * len(NOISE_RUN_VALUES)

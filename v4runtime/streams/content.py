@@ -29,6 +29,10 @@ weighted-stego estimate. Layout, 136 values in [0, 1]:
   weighted-stego estimate (0.25: nothing replaced, 0.75: every LSB replaced) and its evidence
   (near 1 on smooth content, near 0 on noise). These two blocks are neutral (0, and 0.25 with
   no evidence) for palette pictures, which cannot carry ``lsb.rgb``.
+- ``[136:148]``: for each stream in :data:`BIT_STREAMS`, where a long payload ends (see
+  :func:`noise_run_profile`): the share of :data:`PROFILE_BLOCKS` leading blocks of
+  :data:`BLOCK_SAMPLES` samples whose LSB flip ratio is that of noise, the close-pair share in
+  them, the flip ratio of the first block after them, and how far below 0.5 it lies.
 """
 
 from __future__ import annotations
@@ -62,6 +66,17 @@ PER_STREAM = 2 + 2 * len(BYTE_FEATURES)
 #: Prefix windows (samples of a bit stream) of the head profile; each is compared with the next ``n``.
 HEAD_WINDOWS: tuple[int, ...] = (512, 2048, 8192, 16384)
 PROFILE_PER_STREAM = 4 * len(HEAD_WINDOWS)
+#: Samples per block of the noise-run profile, and blocks read from the start of each bit stream.
+BLOCK_SAMPLES = 4096
+PROFILE_BLOCKS = 16
+NOISE_RUN_VALUES: tuple[str, ...] = ("noise_run_blocks", "noise_run_close_pairs", "after_run_flip_ratio", "after_run_step")
+#: A block joins the noise run when it has this many close pairs and a flip ratio within
+#: NOISE_Z standard errors of 0.5; the step after the run is scaled by STEP_Z_SCALE.
+MIN_BLOCK_PAIRS = 32
+NOISE_Z = 4.5
+STEP_Z_SCALE = 20.0
+#: Samples of the pixel-interleaved RGB stream the content stream reads from its start.
+RGB_HEAD_SAMPLES = max(HEAD_BYTES * 8, PROFILE_BLOCKS * BLOCK_SAMPLES)
 #: Windows of the neighbour profiles: a payload long enough to fill a larger one already fills
 #: the 8192-sample window, and the smaller set halves the rows these profiles read.
 NEIGHBOUR_WINDOWS: tuple[int, ...] = HEAD_WINDOWS[:3]
@@ -96,6 +111,7 @@ def feature_names() -> list[str]:
     ):
         names += [f"{stream}.{part}{n}.{value}" for n in NEIGHBOUR_WINDOWS for part in ("head", "next")
                   for value in (statistic, evidence)]
+    names += [f"{stream}.{value}" for stream in BIT_STREAMS for value in NOISE_RUN_VALUES]
     assert len(names) == CONTENT_FEATURES
     return names
 
@@ -259,6 +275,56 @@ def head_profile(stream: np.ndarray | None, row_length: int, step: int) -> list[
     return out
 
 
+def block_counts(stream: np.ndarray, row_length: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs, close pairs and LSB-only pairs in each of :data:`PROFILE_BLOCKS` blocks of a bit stream.
+
+    Block ``k`` holds the pairs ``(i, i + step)`` on one row with
+    ``k * BLOCK_SAMPLES <= i < (k + 1) * BLOCK_SAMPLES``; blocks past the end of the stream are empty.
+    """
+    s = stream[: PROFILE_BLOCKS * BLOCK_SAMPLES]
+    length = max(len(s) - step, 0)
+    codes = np.full(PROFILE_BLOCKS * BLOCK_SAMPLES, 2, dtype=np.uint8)  # 2: no pair (past the end, off the row)
+    np.bitwise_xor(s[: length], s[step:], out=codes[:length])
+    off_row = _off_row_pairs(length, row_length, step)
+    codes[off_row] = 2
+    valid = np.zeros(len(codes), dtype=bool)
+    valid[:length] = True
+    valid[off_row] = False
+    blocks = codes.reshape(PROFILE_BLOCKS, BLOCK_SAMPLES)
+    pairs = np.count_nonzero(valid.reshape(PROFILE_BLOCKS, BLOCK_SAMPLES), axis=1)
+    return pairs, np.count_nonzero(blocks < 2, axis=1), np.count_nonzero(blocks == 1, axis=1)
+
+
+def noise_run_profile(stream: np.ndarray | None, row_length: int, step: int) -> list[float]:
+    """Where a payload of up to ``PROFILE_BLOCKS * BLOCK_SAMPLES`` bits ends, from consecutive blocks.
+
+    A random payload of a few kilobytes fills every head window of :func:`head_profile`, so the
+    contrast that profile looks for lies inside it. Blocks see it instead: in every block the
+    payload covers, half of the close pairs differ in the LSB alone (flip ratio 0.5, the ratio of
+    noise); in the first block after it the ratio falls to the cover's own. Returns the four
+    :data:`NOISE_RUN_VALUES`: the share of leading blocks whose ratio is within :data:`NOISE_Z`
+    standard errors of 0.5 (the noise run), the share of close pairs among their pairs, the flip
+    ratio of the block after the run, and how many standard errors below 0.5 it lies
+    (/ :data:`STEP_Z_SCALE`, clipped to [0, 1]). A cover that is noise everywhere gives a run of
+    every block and no step; a clean smooth cover gives no run and a large step at block 0.
+    """
+    if stream is None or row_length <= step or len(stream) <= step:
+        return [0.0] * len(NOISE_RUN_VALUES)
+    pairs, near, flips = block_counts(stream, row_length, step)
+    run = 0
+    while run < PROFILE_BLOCKS and near[run] >= MIN_BLOCK_PAIRS:
+        if abs(flips[run] / near[run] - 0.5) > NOISE_Z * 0.5 / math.sqrt(near[run]):
+            break
+        run += 1
+    run_pairs = int(pairs[:run].sum())
+    evidence = int(near[:run].sum()) / run_pairs if run_pairs else 0.0
+    after = step_z = 0.0
+    if run < PROFILE_BLOCKS and near[run] > 0:
+        after = float(flips[run] / near[run])
+        step_z = (0.5 - after) * 2 * math.sqrt(near[run]) / STEP_Z_SCALE
+    return [run / PROFILE_BLOCKS, evidence, after, min(max(step_z, 0.0), 1.0)]
+
+
 def content_features(
     bands: tuple[np.ndarray, ...] | list[np.ndarray],
     rgb_head: np.ndarray,
@@ -271,7 +337,7 @@ def content_features(
     Args:
         bands: R, G, B planes ``(H, W)`` uint8 of the whole image.
         rgb_head: The first samples of the pixel-interleaved R, G, B stream (at least
-            ``HEAD_BYTES * 8`` when the image has that many).
+            :data:`RGB_HEAD_SAMPLES` when the image has that many).
         alpha: Alpha plane or ``None``.
         indices: Palette-index plane or ``None``.
         histograms: Precomputed whole-image histograms (keys ``rgb``, ``alpha``, ``indices``).
@@ -308,4 +374,7 @@ def content_features(
         out += ws_profile(bands, NEIGHBOUR_WINDOWS)
     else:  # a palette picture cannot carry lsb.rgb, and its R, G, B are palette colours
         out += neutral_grey(NEIGHBOUR_WINDOWS) + neutral_ws(NEIGHBOUR_WINDOWS)
+    out += noise_run_profile(rgb_head, 3 * width, 3)
+    out += noise_run_profile(alpha_stream, width, 1)
+    out += noise_run_profile(index_stream, width, 1)
     return np.asarray(out, dtype=np.float32)

@@ -11,10 +11,22 @@ import sys
 from pathlib import Path
 
 from v4runtime.stego import BIT_METHODS, BIT_ORDERS, METHOD_FORMATS
+from v4runtime.streams import content as content_module
 from v4runtime.streams.content import feature_names
 from v4runtime.streams.extract import REASONS
 from v4runtime.streams.features import FORMAT_FEATURE_NAMES
 from v4runtime.streams.spec import META_WINDOW, METHODS, STREAM_SPECS, VIEW
+
+#: Constants of the ``content`` stream shown on the streams page, with what each one sets.
+_CONTENT_CONSTANTS = (
+    ("HEAD_BYTES", "bytes of each bit stream described from its start"),
+    ("HEAD_WINDOWS", "head profile windows, in samples"),
+    ("NEIGHBOUR_WINDOWS", "neighbour profile windows, in samples"),
+    ("BLOCK_SAMPLES", "samples per block of the noise run"),
+    ("PROFILE_BLOCKS", "blocks of the noise run"),
+    ("NOISE_Z", "standard errors from 0.5 a block of the noise run may lie"),
+    ("MIN_BLOCK_PAIRS", "close pairs a block of the noise run needs"),
+)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -29,7 +41,11 @@ def render() -> dict[str, str]:
         ["#", "stream", "shape (no batch axis)", "dtype", "channels"],
         [[str(i), f"`{s.name}`", f"`{s.shape}`", f"`{s.dtype.__name__}`", s.summary] for i, s in enumerate(STREAM_SPECS)],
     )
-    constants = _table(["constant", "value"], [["`VIEW` (window side)", str(VIEW)], ["`META_WINDOW` (bytes per window)", str(META_WINDOW)]])
+    constants = _table(["constant", "value"], [
+        ["`VIEW` (window side)", str(VIEW)],
+        ["`META_WINDOW` (bytes per window)", str(META_WINDOW)],
+        *([f"`{name}` ({what})", str(getattr(content_module, name))] for name, what in _CONTENT_CONSTANTS),
+    ])
     fmt = _table(["index", "feature"], [[str(i), f"`{n}`"] for i, n in enumerate(FORMAT_FEATURE_NAMES)])
     content = _table(["index", "feature"], [[str(i), f"`{n}`"] for i, n in enumerate(feature_names())])
     reasons = _table(["reason", "meaning"], [[f"`{k}`", v] for k, v in REASONS.items()])

@@ -11,7 +11,7 @@ import numpy as np
 
 from v4runtime.errors import ImageError
 from v4runtime.streams.containers import Container, parse_container
-from v4runtime.streams.content import HEAD_BYTES, content_features
+from v4runtime.streams.content import RGB_HEAD_SAMPLES, content_features
 from v4runtime.streams.decode import DEFAULT_MAX_PIXELS, Decoded, decode
 from v4runtime.streams.features import capability, format_features
 from v4runtime.streams.spec import CAPABILITY_SLICE, META_WINDOW, STREAM_NAMES, VIEW, stack_inputs
@@ -84,7 +84,7 @@ class Streams:
         palette: ``(4, 256)`` palette R, G, B / 255 and a presence flag per entry.
         palette_lsb: ``(2, 256, 256)`` LSB of palette indices and a mask (zero without palette).
         format: ``(32,)`` format features; ``format[0:5]`` is the capability mask.
-        content: ``(64,)`` bit-stream and LSB statistics in embedding order.
+        content: ``(CONTENT_FEATURES,)`` bit-stream and LSB statistics in embedding order.
         capability: ``(5,)`` 1.0 where the file can carry each method, in METHODS order.
         info: Facts about the file (:class:`ImageInfo`).
     """
@@ -214,7 +214,7 @@ def extract_streams(
         container, decoded, file_size=len(data), tail_length=len(tail), capability_mask=cap
     )
     content = content_features(
-        decoded.bands, decoded.interleaved(HEAD_BYTES * 8), decoded.alpha, decoded.indices, decoded.histograms
+        decoded.bands, decoded.interleaved(RGB_HEAD_SAMPLES), decoded.alpha, decoded.indices, decoded.histograms
     )
     frames = max(container.frames, decoded.frames)
     width, height = decoded.size

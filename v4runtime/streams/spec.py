@@ -22,7 +22,7 @@ META_WINDOW = 2048
 
 #: Length of the ``format`` and ``content`` feature vectors.
 FORMAT_FEATURES = 32
-CONTENT_FEATURES = 136
+CONTENT_FEATURES = 148
 
 
 @dataclass(frozen=True)
