@@ -231,6 +231,18 @@ def test_head_profile_pairs_stay_on_one_row() -> None:
     assert head_profile(rows.reshape(-1), row_length=1, step=1) == [0.0] * PROFILE_PER_STREAM
 
 
+def _pair_counts_by_hand(values: list[int], lo: int, hi: int, row_length: int, step: int) -> tuple[int, int, int]:
+    """Pairs ``(i, i + step)`` on one row with ``lo <= i < hi``: all, close, and LSB-only, counted one by one."""
+    pairs = near = flips = 0
+    for i in range(lo, min(hi, len(values) - step)):
+        if i % row_length >= row_length - step:
+            continue
+        pairs += 1
+        near += (values[i] ^ values[i + step]) < 2
+        flips += (values[i] ^ values[i + step]) == 1
+    return pairs, near, flips
+
+
 def _head_profile_by_hand(stream: np.ndarray, row_length: int, step: int) -> list[float]:
     """The head profile pair by pair, for checking the vectorised one."""
     from v4runtime.streams.content import HEAD_WINDOWS
@@ -239,13 +251,7 @@ def _head_profile_by_hand(stream: np.ndarray, row_length: int, step: int) -> lis
     out: list[float] = []
     for n in HEAD_WINDOWS:
         for lo, hi in ((0, n), (n, 2 * n)):
-            pairs = near = flips = 0
-            for i in range(lo, min(hi, len(values) - step)):
-                if i % row_length >= row_length - step:
-                    continue
-                pairs += 1
-                near += (values[i] ^ values[i + step]) < 2
-                flips += (values[i] ^ values[i + step]) == 1
+            pairs, near, flips = _pair_counts_by_hand(values, lo, hi, row_length, step)
             out += [flips / near if near else 0.0, near / pairs if pairs else 0.0]
     return out
 
@@ -264,17 +270,10 @@ def _block_counts_by_hand(stream: np.ndarray, row_length: int, step: int) -> lis
     from v4runtime.streams.content import BLOCK_SAMPLES, PROFILE_BLOCKS
 
     values = [int(v) for v in stream[: PROFILE_BLOCKS * BLOCK_SAMPLES]]
-    out = []
-    for k in range(PROFILE_BLOCKS):
-        pairs = near = flips = 0
-        for i in range(k * BLOCK_SAMPLES, min((k + 1) * BLOCK_SAMPLES, len(values) - step)):
-            if i % row_length >= row_length - step:
-                continue
-            pairs += 1
-            near += (values[i] ^ values[i + step]) < 2
-            flips += (values[i] ^ values[i + step]) == 1
-        out.append((pairs, near, flips))
-    return out
+    return [
+        _pair_counts_by_hand(values, k * BLOCK_SAMPLES, (k + 1) * BLOCK_SAMPLES, row_length, step)
+        for k in range(PROFILE_BLOCKS)
+    ]
 
 
 @pytest.mark.parametrize(("length", "row_length", "step"), [(70000, 3 * 257, 3), (9000, 40, 1), (5, 4, 1), (4097, 7, 1)])

@@ -10,7 +10,8 @@ short unsignalled payload (random bytes, no marker) leaves no trace in whole-ima
 it turns the LSBs of its first samples into noise where the rest of the stream is still smooth.
 Two more head profiles (:mod:`v4runtime.streams.neighbours`) judge the first samples of the RGB
 stream against their channels or their neighbours: channel agreement of grey pictures and the
-weighted-stego estimate. Layout, 136 values in [0, 1]:
+weighted-stego estimate. Last, a noise run per bit stream finds where a payload of a few kilobytes
+ends. Layout, 148 values in [0, 1]:
 
 - ``[0:54]``: for each stream in :data:`BIT_STREAMS`, 18 values: present, ones ratio, then the
   8 :data:`BYTE_FEATURES` for LSB-first, then the same 8 for MSB-first.
@@ -248,6 +249,18 @@ def _off_row_pairs(length: int, row_length: int, step: int) -> np.ndarray:
     return index[(index % row_length) >= row_length - step]
 
 
+def _pair_codes(s: np.ndarray, row_length: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """``s[i] ^ s[i + step]`` for every pair in ``s``, and the indexes of pairs across a row edge.
+
+    Those pairs get code 2: neither close (code < 2) nor flipped in the LSB alone (code 1).
+    """
+    length = max(len(s) - step, 0)
+    codes = s[:length] ^ s[step : step + length]
+    off_row = _off_row_pairs(length, row_length, step)
+    codes[off_row] = 2
+    return codes, off_row
+
+
 def head_profile(stream: np.ndarray | None, row_length: int, step: int) -> list[float]:
     """Compare neighbour pairs at the start of a bit stream with those right after it.
 
@@ -259,10 +272,7 @@ def head_profile(stream: np.ndarray | None, row_length: int, step: int) -> list[
     """
     if stream is None or row_length <= step or len(stream) <= step:
         return [0.0] * PROFILE_PER_STREAM
-    s = stream[: 2 * HEAD_WINDOWS[-1]]
-    xor = s[:-step] ^ s[step:]
-    off_row = _off_row_pairs(len(xor), row_length, step)
-    xor[off_row] = 2  # a pair across a row edge is neither close nor flipped
+    xor, off_row = _pair_codes(stream[: 2 * HEAD_WINDOWS[-1]], row_length, step)
     close = xor < 2
     flipped = xor == 1
     out: list[float] = []
@@ -281,17 +291,12 @@ def block_counts(stream: np.ndarray, row_length: int, step: int) -> tuple[np.nda
     Block ``k`` holds the pairs ``(i, i + step)`` on one row with
     ``k * BLOCK_SAMPLES <= i < (k + 1) * BLOCK_SAMPLES``; blocks past the end of the stream are empty.
     """
-    s = stream[: PROFILE_BLOCKS * BLOCK_SAMPLES]
-    length = max(len(s) - step, 0)
-    codes = np.full(PROFILE_BLOCKS * BLOCK_SAMPLES, 2, dtype=np.uint8)  # 2: no pair (past the end, off the row)
-    np.bitwise_xor(s[: length], s[step:], out=codes[:length])
-    off_row = _off_row_pairs(length, row_length, step)
-    codes[off_row] = 2
-    valid = np.zeros(len(codes), dtype=bool)
-    valid[:length] = True
-    valid[off_row] = False
-    blocks = codes.reshape(PROFILE_BLOCKS, BLOCK_SAMPLES)
-    pairs = np.count_nonzero(valid.reshape(PROFILE_BLOCKS, BLOCK_SAMPLES), axis=1)
+    codes, off_row = _pair_codes(stream[: PROFILE_BLOCKS * BLOCK_SAMPLES], row_length, step)
+    padded = np.full(PROFILE_BLOCKS * BLOCK_SAMPLES, 2, dtype=np.uint8)  # 2: no pair past the end
+    padded[: len(codes)] = codes
+    blocks = padded.reshape(PROFILE_BLOCKS, BLOCK_SAMPLES)
+    in_stream = np.clip(len(codes) - BLOCK_SAMPLES * np.arange(PROFILE_BLOCKS), 0, BLOCK_SAMPLES)
+    pairs = in_stream - np.bincount(off_row // BLOCK_SAMPLES, minlength=PROFILE_BLOCKS)
     return pairs, np.count_nonzero(blocks < 2, axis=1), np.count_nonzero(blocks == 1, axis=1)
 
 
