@@ -29,6 +29,10 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
 #: Payload-size buckets (bytes, inclusive lower bound, exclusive upper bound) for the TPR table.
 PAYLOAD_BUCKETS: tuple[tuple[int, int], ...] = ((1, 64), (64, 256), (256, 1024), (1024, 4097))
 
+#: Upper bounds of the ``cover_lsb_z`` buckets (see :mod:`v4runtime.datasets.detectability`): how
+#: many standard errors of LSB structure the payload overwrote in its cover.
+COVER_Z_BUCKETS: tuple[float, ...] = (4.0, 8.0, 16.0)
+
 #: Longest list of false positives / unreadable files kept in a report.
 MAX_LISTED = 200
 
@@ -59,6 +63,8 @@ class Sample:
             without marker, as an encrypted payload would be); ``None`` when the manifest does not say.
         cover: for stego files, what the payload was hidden in: ``photo`` or the kind of a
             procedural picture (``noise``, ``gradient``, ...); ``None`` when the manifest does not say.
+        cover_lsb_z: for bit-plane stego files, the LSB structure the payload overwrote in its
+            cover (manifest ``cover_lsb_z``); ``None`` when the manifest does not say.
     """
 
     path: str
@@ -69,6 +75,7 @@ class Sample:
     kind: str | None = None
     signal: str | None = None
     cover: str | None = None
+    cover_lsb_z: float | None = None
 
     @property
     def is_stego(self) -> bool:
@@ -138,6 +145,18 @@ def payload_bucket(size: int | None) -> str | None:
     return f">={PAYLOAD_BUCKETS[-1][1]} B"
 
 
+def cover_z_bucket(z: float | None) -> str | None:
+    """Label of the :data:`COVER_Z_BUCKETS` bucket holding ``z`` (``"4 <= z < 8"``), or ``None``."""
+    if z is None:
+        return None
+    low = None
+    for high in COVER_Z_BUCKETS:
+        if z < high:
+            return f"z < {high:g}" if low is None else f"{low:g} <= z < {high:g}"
+        low = high
+    return f"z >= {low:g}"
+
+
 # -- metrics ---------------------------------------------------------------------------------------
 
 
@@ -159,6 +178,7 @@ def detection_metrics(samples: Sequence[Sample], verdicts: Sequence[Verdict]) ->
                                            "method_target": defaultdict(lambda: [0, 0]),
                                            "method_signal": defaultdict(lambda: [0, 0]),
                                            "unsignalled_cover": defaultdict(lambda: [0, 0]),
+                                           "unsignalled_cover_z": defaultdict(lambda: [0, 0]),
                                            "clean_format": defaultdict(lambda: [0, 0]),
                                            "clean_kind": defaultdict(lambda: [0, 0])}
     classes = (CLEAN, *METHODS)
@@ -188,6 +208,8 @@ def detection_metrics(samples: Sequence[Sample], verdicts: Sequence[Verdict]) ->
                 keys.append(("method_signal", f"{s.method or '?'}, {s.signal}"))
             if s.signal == "none" and s.method in BIT_PLANE_METHODS and s.cover is not None:
                 keys.append(("unsignalled_cover", f"{s.method}, {s.cover}"))
+            if s.signal == "none" and s.method in BIT_PLANE_METHODS and s.cover_lsb_z is not None:
+                keys.append(("unsignalled_cover_z", f"{s.method}, {cover_z_bucket(s.cover_lsb_z)}"))
         for table, key in keys:
             by[table][key][0] += int(v.is_stego)
             by[table][key][1] += 1
@@ -199,8 +221,14 @@ def detection_metrics(samples: Sequence[Sample], verdicts: Sequence[Verdict]) ->
         head = key.split("-")[0]
         return (int(head), key) if head.isdigit() else (-1, key)  # payload buckets by size, others by name
 
-    def table(name: str) -> dict[str, Any]:
-        return {k: rate(*by[name][k]) for k in sorted(by[name], key=order)}
+    z_labels = [cover_z_bucket(z) for z in (-math.inf, *COVER_Z_BUCKETS)]
+
+    def z_order(key: str) -> tuple[str, int]:
+        method, _, bucket = key.partition(", ")
+        return method, z_labels.index(bucket)
+
+    def table(name: str, key: Any = order) -> dict[str, Any]:
+        return {k: rate(*by[name][k]) for k in sorted(by[name], key=key)}
 
     metrics = {
         "clean": clean_n,
@@ -214,6 +242,7 @@ def detection_metrics(samples: Sequence[Sample], verdicts: Sequence[Verdict]) ->
         "tpr_by_method_min64": table("method_target"),
         "tpr_by_method_signal_min64": table("method_signal"),
         "tpr_unsignalled_by_cover_min64": table("unsignalled_cover"),
+        "tpr_unsignalled_by_cover_z_min64": table("unsignalled_cover_z", z_order),
         "tpr_by_format": table("format"),
         "tpr_by_payload": table("payload"),
         "method_accuracy": rate(method_correct, method_total),
@@ -285,6 +314,7 @@ def _manifest_sample(root: Path, row: dict[str, Any]) -> Sample:
         kind=(row.get("hard_negative") or "ordinary") if not stego else None,
         signal=_signal(row) if stego else None,
         cover=_cover(row) if stego else None,
+        cover_lsb_z=float(row["cover_lsb_z"]) if stego and row.get("cover_lsb_z") is not None else None,
     )
 
 
@@ -397,6 +427,10 @@ def render_detector_markdown(name: str, m: dict[str, Any]) -> list[str]:
         ("tpr_unsignalled_by_cover_min64", "method, cover",
          f"TPR of unsignalled payloads (random bytes, no marker) >= {TARGET_MIN_PAYLOAD} B in sample LSBs, "
          "per method and cover (photo: a crop of a bundled photograph; the others: procedural pictures)"),
+        ("tpr_unsignalled_by_cover_z_min64", "method, cover structure",
+         f"TPR of the same unsignalled payloads >= {TARGET_MIN_PAYLOAD} B per method and by how much LSB structure "
+         "the payload overwrote (z: standard errors by which the cover's LSB flip ratio lay below 0.5, the ratio "
+         "of noise, over the samples the frame replaced; near 0, random bits replaced what was already noise)"),
     )
     for key, key_name, title in optional:
         if m.get(key):

@@ -21,7 +21,7 @@ from v4runtime.streams.spec import METHODS
 from v4runtime.streams.tiff import read_exif
 
 FIELDS = {"path", "label", "method", "format", "mode", "width", "height", "bytes", "payload_size", "payload_kind",
-          "bit_order", "marker", "hard_negative", "source", "sha256", "payload_sha256"}
+          "bit_order", "marker", "hard_negative", "source", "sha256", "payload_sha256", "cover_lsb_z"}
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,7 @@ def test_stego_records_cover_every_method_and_carry_their_payload(corpus) -> Non
     for r in stego:
         assert 1 <= r["payload_size"] <= 4096 and r["payload_kind"] in {"text", "random"}
         assert (r["bit_order"] is None) == (r["method"] in {"exif", "raw"})
+        assert (r["cover_lsb_z"] is None) == (r["method"] in {"exif", "raw"})
         data = (summary.out / r["path"]).read_bytes()
         payload = extract(data, r["method"], bit_order=r["bit_order"] or "lsb-first", marker=r["marker"],
                           length=r["payload_size"])

@@ -7,6 +7,7 @@ import pytest
 from v4runtime.evaluation import (
     Sample,
     Verdict,
+    cover_z_bucket,
     detection_metrics,
     payload_bucket,
     percentiles,
@@ -147,6 +148,37 @@ def test_manifest_rows_give_the_cover(tmp_path) -> None:
     assert cover(source="skimage:grass.png") == "photo"
     assert cover() is None
     assert _manifest_sample(tmp_path, {"path": "c.png", "label": 0, "source": "procedural:flat"}).cover is None
+
+
+def test_cover_z_buckets() -> None:
+    assert [cover_z_bucket(z) for z in (None, -2.5, 3.99, 4.0, 12.0, 16.0, 250.0)] == [
+        None, "z < 4", "z < 4", "4 <= z < 8", "8 <= z < 16", "z >= 16", "z >= 16"]
+
+
+def test_unsignalled_payloads_broken_down_by_overwritten_structure() -> None:
+    """Keyed by method, then by bucket from least to most structure (not by string order)."""
+    samples = [
+        Sample("a", "stego", "palette", "gif", 100, signal="none", cover="photo", cover_lsb_z=30.0),
+        Sample("b", "stego", "palette", "gif", 100, signal="none", cover="noise", cover_lsb_z=0.5),
+        Sample("c", "stego", "lsb.rgb", "png", 100, signal="none", cover="photo", cover_lsb_z=5.0),
+        Sample("d", "stego", "lsb.rgb", "png", 100, signal="none", cover="noise", cover_lsb_z=-1.0),
+        Sample("e", "stego", "lsb.rgb", "png", 100, signal="text", cover="photo", cover_lsb_z=5.0),  # text
+        Sample("f", "stego", "lsb.rgb", "png", 100, signal="none", cover="photo"),  # manifest without z
+    ]
+    verdicts = [Verdict(True, "palette"), Verdict(False), Verdict(True, "lsb.rgb"), Verdict(False),
+                Verdict(True, "lsb.rgb"), Verdict(True, "lsb.rgb")]
+    table = detection_metrics(samples, verdicts)["tpr_unsignalled_by_cover_z_min64"]
+    assert [(key, table[key]["k"], table[key]["n"]) for key in table] == [
+        ("lsb.rgb, z < 4", 0, 1), ("lsb.rgb, 4 <= z < 8", 1, 1), ("palette, z < 4", 0, 1), ("palette, z >= 16", 1, 1)]
+
+
+def test_manifest_rows_give_the_overwritten_structure(tmp_path) -> None:
+    from v4runtime.evaluation import _manifest_sample
+
+    row = {"path": "a.png", "label": 1, "method": "alpha", "cover_lsb_z": 7.25}
+    assert _manifest_sample(tmp_path, row).cover_lsb_z == 7.25
+    assert _manifest_sample(tmp_path, {**row, "cover_lsb_z": None}).cover_lsb_z is None
+    assert _manifest_sample(tmp_path, {"path": "a.png", "label": 1, "method": "raw"}).cover_lsb_z is None
 
 
 def test_gate_summary_averages_the_model_gate_weights() -> None:

@@ -87,7 +87,8 @@ def test_bad_corpora_raise_config_errors(tmp_path: Path) -> None:
 
 def test_unsignalled_payloads_are_flagged_from_the_manifest(tmp_path: Path) -> None:
     rows = [
-        {"path": "a.png", "label": 1, "method": "lsb.rgb", "marker": False, "payload_kind": "random"},
+        {"path": "a.png", "label": 1, "method": "lsb.rgb", "marker": False, "payload_kind": "random",
+         "cover_lsb_z": 12.5},
         {"path": "b.png", "label": 1, "method": "lsb.rgb", "marker": True, "payload_kind": "random"},
         {"path": "c.png", "label": 1, "method": "raw", "marker": False, "payload_kind": "random"},
         {"path": "d.png", "label": 1, "method": "palette", "marker": False, "payload_kind": "text"},
@@ -96,4 +97,6 @@ def test_unsignalled_payloads_are_flagged_from_the_manifest(tmp_path: Path) -> N
     for row in rows:
         (tmp_path / row["path"]).write_bytes(b"x")
     (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert [s.unsignalled for s in read_manifest(tmp_path)] == [True, False, False, False, False]
+    samples = read_manifest(tmp_path)
+    assert [s.unsignalled for s in samples] == [True, False, False, False, False]
+    assert [s.cover_lsb_z for s in samples] == [12.5, None, None, None, None]

@@ -16,6 +16,7 @@ from v4runtime.model.training import (  # noqa: E402
     calibrate_threshold,
     score,
     train,
+    unsignalled_factor,
 )
 from v4runtime.streams.spec import STREAM_SPECS  # noqa: E402
 
@@ -89,6 +90,26 @@ def test_unsignalled_weight_changes_the_fit() -> None:
     full = train(data, TrainConfig(epochs=1, batch_size=16, unsignalled_weight=1.0), log=lambda _: None)
     light = train(data, TrainConfig(epochs=1, batch_size=16, unsignalled_weight=0.1), log=lambda _: None)
     assert not np.array_equal(_weights(full.model), _weights(light.model))
+
+
+def test_structured_z_restores_the_full_weight_of_payloads_that_erased_structure() -> None:
+    data = _synthetic()
+    data.unsignalled = (data.labels > 0) & (np.arange(len(data)) % 4 == 1)
+    data.cover_lsb_z = np.where(np.arange(len(data)) % 8 == 1, 30.0, 1.0).astype(np.float32)
+    structured = data.unsignalled & (np.arange(len(data)) % 8 == 1)
+    unrecorded = np.flatnonzero(structured)[0]
+    data.cover_lsb_z[unrecorded] = np.nan  # not recorded: counts as unstructured
+    structured[unrecorded] = False
+    plain = unsignalled_factor(data, TrainConfig(unsignalled_weight=0.1))
+    assert np.array_equal(plain, np.where(data.unsignalled, 0.1, 1.0))
+    split_weights = unsignalled_factor(data, TrainConfig(unsignalled_weight=0.1, structured_z=8.0,
+                                                         structured_weight=0.6))
+    assert np.array_equal(split_weights, np.where(structured, 0.6, np.where(data.unsignalled, 0.1, 1.0)))
+    assert structured.any() and (data.unsignalled & ~structured).any()
+    light = train(data, TrainConfig(epochs=1, batch_size=16, unsignalled_weight=0.1), log=lambda _: None)
+    mixed = train(data, TrainConfig(epochs=1, batch_size=16, unsignalled_weight=0.1, structured_z=8.0),
+                  log=lambda _: None)
+    assert not np.array_equal(_weights(light.model), _weights(mixed.model))
 
 
 def test_stream_dropout_is_seeded_and_changes_the_fit() -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import PIL
 from PIL import Image, ImageDraw, ImageFilter, PngImagePlugin
 
+from v4runtime.datasets.detectability import overwritten_lsb_z
 from v4runtime.datasets.procedural import KINDS, procedural, sentence
 from v4runtime.datasets.sources import alpha_images, photos, random_view
 from v4runtime.errors import ConfigError
@@ -216,7 +217,7 @@ def clean_item(seed: int, index: int, size: int = 256, *, hard_negative: str | N
         data = _save(_to_mode(cover, mode, rng), fmt, rng)
     return Item(data, {"label": 0, "method": None, "format": fmt, "hard_negative": hard, "source": source,
                        "payload_size": 0, "payload_kind": None, "bit_order": None, "marker": None,
-                       "payload_sha256": None})
+                       "payload_sha256": None, "cover_lsb_z": None})
 
 
 def _payload(rng: np.random.Generator, limit: int) -> tuple[bytes, str]:
@@ -264,9 +265,11 @@ def stego_item(seed: int, index: int, size: int = 256) -> Item:
             cover = _to_mode(cover, str(rng.choice(["P", "L", "RGBA"])) if fmt == "PNG" else "P", rng)
     payload, kind = _payload(rng, limit)
     data = embed(cover, payload, method, fmt, bit_order=bit_order or "lsb-first", marker=marker, **options)
+    cover_z = overwritten_lsb_z(cover, method, len(payload) + overhead)
     return Item(data, {"label": 1, "method": method, "format": fmt, "hard_negative": None, "source": source,
                        "payload_size": len(payload), "payload_kind": kind, "bit_order": bit_order,
-                       "marker": marker, "payload_sha256": hashlib.sha256(payload).hexdigest()})
+                       "marker": marker, "payload_sha256": hashlib.sha256(payload).hexdigest(),
+                       "cover_lsb_z": None if cover_z is None else round(cover_z, 2)})
 
 
 # ----------------------------------------------------------------------------------- builder

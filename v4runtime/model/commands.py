@@ -27,6 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="extra loss weight of clean images after class balancing (false positives cost more)")
     p.add_argument("--unsignalled-weight", type=float, default=1.0,
                    help="loss weight of stego images with a random, unmarked payload in a bit-plane method")
+    p.add_argument("--structured-z", type=float, default=None, metavar="Z",
+                   help="unsignalled payloads that overwrote at least Z of LSB structure (manifest cover_lsb_z) "
+                        "get --structured-weight instead")
+    p.add_argument("--structured-weight", type=float, default=1.0, metavar="W",
+                   help="loss weight of those payloads (with --structured-z)")
     p.add_argument("--stream-dropout", type=float, default=0.0,
                    help="probability of blanking the content and meta streams of a training sample")
     p.add_argument("--label-smoothing", type=float, default=0.01, metavar="EPS",
@@ -76,6 +81,7 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
                          val_fraction=args.val_fraction, workers=args.workers, threads=args.threads, lr=args.lr,
                          clean_weight=args.clean_weight, unsignalled_weight=args.unsignalled_weight,
+                         structured_z=args.structured_z, structured_weight=args.structured_weight,
                          stream_dropout=args.stream_dropout, label_smoothing=args.label_smoothing)
     argv = [a for a in sys.argv[1:]] if Path(sys.argv[0]).name.startswith("v4runtime") else None
     build = None

@@ -43,6 +43,7 @@ class Sample:
     payload_bytes: int
     format: str
     unsignalled: bool = False  # random payload without marker in a bit-plane method
+    cover_lsb_z: float | None = None  # LSB structure the payload overwrote (manifest ``cover_lsb_z``)
 
 
 #: Methods that write payload bits into sample LSBs (the others append or insert whole bytes).
@@ -60,6 +61,7 @@ class StreamSet:
     formats: list[str]
     from_cache: bool = False  # True when the streams were read from ``streams-cache.npz``
     unsignalled: np.ndarray | None = None  # (n,) bool, see :class:`Sample`
+    cover_lsb_z: np.ndarray | None = None  # (n,) float32, NaN where the manifest does not say
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -78,7 +80,8 @@ class StreamSet:
         """A view of the rows in ``index`` (copies)."""
         return StreamSet({k: v[index] for k, v in self.arrays.items()}, self.labels[index], self.methods[index],
                          self.payload_bytes[index], [self.formats[i] for i in index], self.from_cache,
-                         None if self.unsignalled is None else self.unsignalled[index])
+                         None if self.unsignalled is None else self.unsignalled[index],
+                         None if self.cover_lsb_z is None else self.cover_lsb_z[index])
 
 
 def _first(record: dict[str, Any], *keys: str, default: Any = None) -> Any:
@@ -120,7 +123,8 @@ def read_manifest(data_dir: str | Path) -> list[Sample]:
                               payload_bytes=int(_first(record, "payload_bytes", "payload_size", default=0) or 0),
                               format=str(_first(record, "format", default="?")),
                               unsignalled=bool(stego and method in BIT_PLANE_METHODS and record.get("marker") is False
-                                               and record.get("payload_kind") == "random")))
+                                               and record.get("payload_kind") == "random"),
+                              cover_lsb_z=None if record.get("cover_lsb_z") is None else float(record["cover_lsb_z"])))
     if not samples:
         raise ConfigError(f"{manifest} lists no images")
     return samples
@@ -218,6 +222,7 @@ def load_corpus(data_dir: str | Path, workers: int = 1) -> tuple[StreamSet, str]
         formats=[s.format for s in samples],
         from_cache=cached,
         unsignalled=np.array([s.unsignalled for s in samples], dtype=bool),
+        cover_lsb_z=np.array([np.nan if s.cover_lsb_z is None else s.cover_lsb_z for s in samples], dtype=np.float32),
     )
     return streams, manifest_sha
 

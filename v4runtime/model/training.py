@@ -56,6 +56,12 @@ class TrainConfig:
     #: bit-plane method): near-indistinguishable from clean noise, they would teach the model to flag
     #: noisy clean files; they stay in the corpus but count less.
     unsignalled_weight: float = 1.0
+    #: Unsignalled payloads that overwrote at least this much LSB structure in their cover (manifest
+    #: ``cover_lsb_z``, see :mod:`v4runtime.datasets.detectability`) left a trace a detector can
+    #: find: they get ``structured_weight`` instead. ``None``: every unsignalled payload gets
+    #: ``unsignalled_weight``.
+    structured_z: float | None = None
+    structured_weight: float = 1.0
     #: Probability of zeroing each of :data:`DROPPABLE_STREAMS` for a training sample, so the plane
     #: encoders must learn to decide without the dominant feature streams (0 disables).
     stream_dropout: float = 0.0
@@ -187,6 +193,21 @@ def _loss(model: V4Detector, inputs: list[torch.Tensor], labels: torch.Tensor, m
     return loss
 
 
+def unsignalled_factor(streams: StreamSet, config: TrainConfig) -> np.ndarray:
+    """Per row, the factor on its loss weight: ``unsignalled_weight`` for unsignalled payloads,
+    ``structured_weight`` for those of them that overwrote at least ``structured_z`` of LSB structure
+    (a row without a recorded ``cover_lsb_z`` counts as unstructured), 1 for every other row."""
+    factor = np.ones(len(streams), dtype=np.float64)
+    if streams.unsignalled is None:
+        return factor
+    factor[streams.unsignalled] = config.unsignalled_weight
+    if config.structured_z is not None and streams.cover_lsb_z is not None:
+        with np.errstate(invalid="ignore"):  # NaN: not recorded
+            structured = streams.unsignalled & (streams.cover_lsb_z >= config.structured_z)
+        factor[structured] = config.structured_weight
+    return factor
+
+
 def train(streams: StreamSet, config: TrainConfig, log: Callable[[str], None] = _print) -> TrainResult:
     """Train a detector on ``streams`` with a seeded train/validation split."""
     if config.epochs < 1 or config.batch_size < 1:
@@ -201,8 +222,7 @@ def train(streams: StreamSet, config: TrainConfig, log: Callable[[str], None] = 
     # Class balancing: each class carries the same total weight, then clean images count extra.
     n_pos, n_neg = float(labels.sum()), float(len(labels) - labels.sum())
     class_weight = np.where(labels > 0.5, len(labels) / (2 * n_pos), config.clean_weight * len(labels) / (2 * n_neg))
-    if streams.unsignalled is not None:
-        class_weight = np.where(streams.unsignalled[train_idx], class_weight * config.unsignalled_weight, class_weight)
+    class_weight = class_weight * unsignalled_factor(streams, config)[train_idx]
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(train_idx) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, epochs=config.epochs,

@@ -16,6 +16,11 @@ def capacity_bits(im: Image.Image) -> int:
     return im.width * im.height
 
 
+def cover_samples(im: Image.Image) -> np.ndarray:
+    """The alpha samples of ``im`` (made RGBA), row by row, in the order ``embed`` writes them."""
+    return np.array(im.convert("RGBA"))[..., 3].reshape(-1)
+
+
 def embed(im: Image.Image, data: bytes, fmt: str, bit_order: str) -> bytes:
     """Write ``data`` into the alpha LSBs of ``im`` (made RGBA) and encode as ``fmt`` (lossless)."""
     rgba = np.array(im.convert("RGBA"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+import numpy as np
+
 from v4runtime.errors import EmbedError
 from v4runtime.stego import alpha, exif, lsb_rgb, palette, raw
 from v4runtime.stego.codec import Cover, as_bytes, load_cover, normalise_format
@@ -46,6 +48,22 @@ def check_method(method: str, fmt: str) -> str:
             reason="method_not_valid_for_format",
         )
     return name
+
+
+def cover_samples(cover: Cover, method: str) -> tuple[np.ndarray, int, int]:
+    """The samples a bit-plane ``method`` writes into, in writing order, with the pair geometry.
+
+    Returns ``(samples, row_length, step)``: a row holds ``row_length`` samples, and the same
+    channel of two adjacent pixels lies ``step`` samples apart (3 for ``lsb.rgb``, else 1).
+
+    Raises:
+        EmbedError: ``method`` does not write into a sample plane.
+    """
+    if method not in _PLANES:
+        raise EmbedError(f"{method!r} writes no sample plane; use one of {', '.join(BIT_METHODS)}", reason="bad_method")
+    im = load_cover(cover)
+    step = 3 if method == "lsb.rgb" else 1
+    return _PLANES[method].cover_samples(im), step * im.width, step
 
 
 def capacity(cover: Cover, method: str, fmt: str, *, marker: bool = True, terminator: bool = True) -> int:

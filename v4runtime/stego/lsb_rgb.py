@@ -16,11 +16,15 @@ def capacity_bits(im: Image.Image) -> int:
     return 3 * im.width * im.height
 
 
+def cover_samples(im: Image.Image) -> np.ndarray:
+    """The R, G, B samples of ``im`` (made RGB), pixel-interleaved, in the order ``embed`` writes them."""
+    return np.array(im.convert("RGB")).reshape(-1)
+
+
 def embed(im: Image.Image, data: bytes, fmt: str, bit_order: str) -> bytes:
     """Write ``data`` into the R, G, B LSBs of ``im`` (made RGB) and encode as ``fmt`` (lossless)."""
-    rgb = np.array(im.convert("RGB"))
-    flat = write_lsbs(rgb.reshape(-1), data, bit_order, what="R, G, B")
-    return encode(Image.fromarray(flat.reshape(rgb.shape), "RGB"), fmt)
+    flat = write_lsbs(cover_samples(im), data, bit_order, what="R, G, B")
+    return encode(Image.fromarray(flat.reshape(im.height, im.width, 3), "RGB"), fmt)
 
 
 def read(data: bytes, bit_order: str) -> bytes:

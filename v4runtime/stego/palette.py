@@ -37,6 +37,11 @@ def to_palette(im: Image.Image) -> tuple[np.ndarray, list[int]]:
     return indices, palette
 
 
+def cover_samples(im: Image.Image) -> np.ndarray:
+    """The palette indices of ``im`` (see :func:`to_palette`), row by row, in the order ``embed`` writes them."""
+    return to_palette(im)[0].reshape(-1)
+
+
 def embed(im: Image.Image, data: bytes, fmt: str, bit_order: str) -> bytes:
     """Write ``data`` into the index LSBs of ``im`` (made P) and encode as ``fmt``."""
     indices, palette = to_palette(im)

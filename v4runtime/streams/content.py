@@ -261,6 +261,24 @@ def _pair_codes(s: np.ndarray, row_length: int, step: int) -> tuple[np.ndarray, 
     return codes, off_row
 
 
+def flip_z(flips: int, near: int) -> float:
+    """How many standard errors the LSB flip ratio ``flips / near`` lies below 0.5, the ratio of noise.
+
+    0 without close pairs: no evidence either way.
+    """
+    return (0.5 - flips / near) * 2 * math.sqrt(near) if near else 0.0
+
+
+def lsb_flip_z(stream: np.ndarray, row_length: int, step: int) -> float:
+    """:func:`flip_z` over every close neighbour pair of ``stream`` (pairs as in :func:`head_profile`).
+
+    Large on smooth content, whose close pairs are mostly equal; near 0 where the LSBs are noise,
+    be it the cover's own noise or a random payload.
+    """
+    codes, _ = _pair_codes(stream, row_length, step)
+    return flip_z(int(np.count_nonzero(codes == 1)), int(np.count_nonzero(codes < 2)))
+
+
 def head_profile(stream: np.ndarray | None, row_length: int, step: int) -> list[float]:
     """Compare neighbour pairs at the start of a bit stream with those right after it.
 
@@ -326,7 +344,7 @@ def noise_run_profile(stream: np.ndarray | None, row_length: int, step: int) -> 
     after = step_z = 0.0
     if run < PROFILE_BLOCKS and near[run] > 0:
         after = float(flips[run] / near[run])
-        step_z = (0.5 - after) * 2 * math.sqrt(near[run]) / STEP_Z_SCALE
+        step_z = flip_z(int(flips[run]), int(near[run])) / STEP_Z_SCALE
     return [run / PROFILE_BLOCKS, evidence, after, min(max(step_z, 0.0), 1.0)]
 
 
