@@ -65,7 +65,7 @@ def test_weighted_stego_has_no_evidence_on_noise_or_clipped_content() -> None:
 
 def _ws_by_hand(bands: list[np.ndarray], windows: tuple[int, ...]) -> list[float]:
     """Weighted stego sample by sample, for checking the vectorised one."""
-    from v4runtime.streams.neighbours import WS_DAMPING, WS_PRIOR
+    from v4runtime.streams.neighbours import WS_DAMPING, WS_PRIOR, WS_RESIDUAL_CLIP
 
     height, width = bands[0].shape
 
@@ -84,7 +84,8 @@ def _ws_by_hand(bands: list[np.ndarray], windows: tuple[int, ...]) -> list[float
                     mean = sum(near) / len(near)
                     variance = max(sum(v * v for v in near) / len(near) - mean * mean, 0.0)
                     weight = 0.0 if x < 2 or x > 253 else 1.0 / (WS_DAMPING + variance)
-                    terms.append((weight * (2 * (x & 1) - 1) * (x - mean), weight))
+                    residual = min(max(x - mean, -WS_RESIDUAL_CLIP), WS_RESIDUAL_CLIP)
+                    terms.append((weight * (2 * (x & 1) - 1) * residual, weight))
         out: list[float] = []
         for n in windows:
             for lo, hi in ((0, n), (n, 2 * n)):
@@ -122,6 +123,20 @@ def test_a_border_row_is_not_a_payload() -> None:
     pixels[0] = 34  # a dark border line across the top
     clean = _content(encode(Image.fromarray(pixels), "PNG"))
     assert abs(clean["lsb.head512.weighted_stego"] - 0.25) < 0.02
+
+
+@pytest.mark.parametrize("column", [0, 45, 110, 170])
+def test_a_stray_pixel_in_a_flat_first_row_is_not_a_payload(column: int) -> None:
+    """One pixel unlike its equal neighbours has full weight and a deviation of a hundred levels;
+    unclipped it made flat pictures score as lsb.rgb stego (the shipped model flagged 6 in 40)."""
+    pixels = np.full((256, 256, 3), (216, 162, 130), dtype=np.uint8)
+    pixels[0, column] = (79, 12, 20)
+    clean = _content(encode(Image.fromarray(pixels), "PNG"))
+    assert abs(clean["lsb.head512.weighted_stego"] - 0.25) < 0.02
+    # The same flat picture with a 64-byte random payload is still read as one.
+    stego = _content(embed(Image.fromarray(pixels), np.random.default_rng(7).bytes(64), "lsb.rgb", "PNG",
+                           marker=False))
+    assert stego["lsb.head512.weighted_stego"] > 0.5
 
 
 def test_palette_pictures_get_neutral_rgb_profiles() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from v4runtime.stego import BIT_METHODS, BIT_ORDERS, METHOD_FORMATS
 from v4runtime.streams import content as content_module
+from v4runtime.streams import neighbours as neighbours_module
 from v4runtime.streams.content import feature_names
 from v4runtime.streams.extract import REASONS
 from v4runtime.streams.features import FORMAT_FEATURE_NAMES
@@ -26,6 +27,11 @@ _CONTENT_CONSTANTS = (
     ("PROFILE_BLOCKS", "blocks of the noise run"),
     ("NOISE_Z", "standard errors from 0.5 a block of the noise run may lie"),
     ("MIN_BLOCK_PAIRS", "close pairs a block of the noise run needs"),
+)
+#: Constants of the weighted-stego estimate (``v4runtime.streams.neighbours``).
+_NEIGHBOUR_CONSTANTS = (
+    ("WS_DAMPING", "weighted stego: weight 1 / (this + local variance)"),
+    ("WS_RESIDUAL_CLIP", "weighted stego: deviations from the neighbours' mean clipped to +- this"),
 )
 
 
@@ -45,6 +51,7 @@ def render() -> dict[str, str]:
         ["`VIEW` (window side)", str(VIEW)],
         ["`META_WINDOW` (bytes per window)", str(META_WINDOW)],
         *([f"`{name}` ({what})", str(getattr(content_module, name))] for name, what in _CONTENT_CONSTANTS),
+        *([f"`{name}` ({what})", str(getattr(neighbours_module, name))] for name, what in _NEIGHBOUR_CONSTANTS),
     ])
     fmt = _table(["index", "feature"], [[str(i), f"`{n}`"] for i, n in enumerate(FORMAT_FEATURE_NAMES)])
     content = _table(["index", "feature"], [[str(i), f"`{n}`"] for i, n in enumerate(feature_names())])

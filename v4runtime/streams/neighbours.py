@@ -33,6 +33,12 @@ WS_DAMPING = 5.0
 #: Weight added to every estimate's denominator, as much as 32 perfectly smooth samples carry: it
 #: pulls estimates that rest on a handful of samples (a window of mostly clipped pixels) to 0.
 WS_PRIOR = 32 / WS_DAMPING
+#: Deviations from the neighbours' mean are clipped to +-WS_RESIDUAL_CLIP. Replacing an LSB moves a
+#: sample by at most 1, and where the weight is high the cover sits within a few levels of that
+#: mean (grain of sigma 1.5 keeps almost all of its estimate at 4); a larger deviation is content
+#: (an edge, a stray pixel). Unclipped, one stray pixel among equal neighbours (full weight, a
+#: hundred levels off) outweighs hundreds of samples and reads as a payload in a flat picture.
+WS_RESIDUAL_CLIP = 4.0
 
 
 def neutral_grey(windows: tuple[int, ...]) -> list[float]:
@@ -130,6 +136,7 @@ def _ws_estimates(
     variance += np.float32(WS_DAMPING)
     weight = np.divide(np.float32(1), variance, where=usable, out=np.zeros_like(variance)).reshape(-1)
     x_minus_mean = x - mean
+    np.clip(x_minus_mean, -WS_RESIDUAL_CLIP, WS_RESIDUAL_CLIP, out=x_minus_mean)
     x_minus_mean *= lsb_sign
     weighted = x_minus_mean.reshape(-1) * weight
     out: list[float] = []
