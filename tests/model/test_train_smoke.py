@@ -85,6 +85,15 @@ def test_bad_corpora_raise_config_errors(tmp_path: Path) -> None:
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.onnx")]) == 2
 
 
+@pytest.mark.parametrize("field", [{"payload_size": "big"}, {"cover_lsb_z": "lots"}, {"cover_lsb_z": [1]}])
+def test_non_numeric_manifest_fields_are_a_config_error(tmp_path: Path, field: dict) -> None:
+    (tmp_path / "a.png").write_bytes(b"x")
+    row = {"path": "a.png", "label": 1, "method": "lsb.rgb", **field}
+    (tmp_path / "manifest.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(ConfigError, match=r"manifest.jsonl:1: payload size and cover_lsb_z must be numbers"):
+        read_manifest(tmp_path)
+
+
 def test_unsignalled_payloads_are_flagged_from_the_manifest(tmp_path: Path) -> None:
     rows = [
         {"path": "a.png", "label": 1, "method": "lsb.rgb", "marker": False, "payload_kind": "random",

@@ -119,12 +119,16 @@ def read_manifest(data_dir: str | Path) -> list[Sample]:
         path = data_dir / rel
         if not path.is_file():
             raise ConfigError(f"{manifest}:{number}: image file {path} not found")
+        try:
+            payload_bytes = int(_first(record, "payload_bytes", "payload_size", default=0) or 0)
+            cover_lsb_z = None if record.get("cover_lsb_z") is None else float(record["cover_lsb_z"])
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{manifest}:{number}: payload size and cover_lsb_z must be numbers ({exc})") from None
         samples.append(Sample(path=path, stego=stego, method=METHODS.index(method) if stego else -1,
-                              payload_bytes=int(_first(record, "payload_bytes", "payload_size", default=0) or 0),
-                              format=str(_first(record, "format", default="?")),
+                              payload_bytes=payload_bytes, format=str(_first(record, "format", default="?")),
                               unsignalled=bool(stego and method in BIT_PLANE_METHODS and record.get("marker") is False
                                                and record.get("payload_kind") == "random"),
-                              cover_lsb_z=None if record.get("cover_lsb_z") is None else float(record["cover_lsb_z"])))
+                              cover_lsb_z=cover_lsb_z))
     if not samples:
         raise ConfigError(f"{manifest} lists no images")
     return samples
