@@ -11,7 +11,8 @@ it turns the LSBs of its first samples into noise where the rest of the stream i
 Two more head profiles (:mod:`v4runtime.streams.neighbours`) judge the first samples of the RGB
 stream against their channels or their neighbours: channel agreement of grey pictures and the
 weighted-stego estimate. Last, a noise run per bit stream finds where a payload of a few kilobytes
-ends. Layout, 148 values in [0, 1]:
+ends, and a change-point test (:mod:`v4runtime.streams.payload_end`) finds where a payload of any
+length ends. Layout, 166 values in [0, 1]:
 
 - ``[0:54]``: for each stream in :data:`BIT_STREAMS`, 18 values: present, ones ratio, then the
   8 :data:`BYTE_FEATURES` for LSB-first, then the same 8 for MSB-first.
@@ -34,6 +35,10 @@ ends. Layout, 148 values in [0, 1]:
   :func:`noise_run_profile`): the share of :data:`PROFILE_BLOCKS` leading blocks of
   :data:`BLOCK_SAMPLES` samples whose LSB flip ratio is that of noise, the close-pair share in
   them, the flip ratio of the first block after them, and how far below 0.5 it lies.
+- ``[148:166]``: for each stream in :data:`BIT_STREAMS`, the
+  :data:`~v4runtime.streams.payload_end.PAYLOAD_END_VALUES` of the payload-end test: how much
+  better "noise up to a boundary, the cover after it" explains the LSBs than one ratio
+  throughout, where that boundary lies, and the close-pair share and flip ratios around it.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import math
 import numpy as np
 
 from v4runtime.streams.neighbours import grey_profile, neutral_grey, neutral_ws, ws_profile
+from v4runtime.streams.payload_end import PAYLOAD_END_VALUES, payload_end_profile
 from v4runtime.streams.spec import CONTENT_FEATURES
 
 #: Framing marker written by the stego embedders (``AI42``) and looked for here.
@@ -113,6 +119,7 @@ def feature_names() -> list[str]:
         names += [f"{stream}.{part}{n}.{value}" for n in NEIGHBOUR_WINDOWS for part in ("head", "next")
                   for value in (statistic, evidence)]
     names += [f"{stream}.{value}" for stream in BIT_STREAMS for value in NOISE_RUN_VALUES]
+    names += [f"{stream}.{value}" for stream in BIT_STREAMS for value in PAYLOAD_END_VALUES]
     assert len(names) == CONTENT_FEATURES
     return names
 
@@ -303,13 +310,22 @@ def head_profile(stream: np.ndarray | None, row_length: int, step: int) -> list[
     return out
 
 
-def block_counts(stream: np.ndarray, row_length: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def stream_pair_codes(stream: np.ndarray, row_length: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pair codes (see :func:`_pair_codes`) of the first ``PROFILE_BLOCKS * BLOCK_SAMPLES`` samples, which
+    both the noise run and the payload-end test read."""
+    return _pair_codes(stream[: PROFILE_BLOCKS * BLOCK_SAMPLES], row_length, step)
+
+
+def block_counts(
+    stream: np.ndarray, row_length: int, step: int, pair_codes: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs, close pairs and LSB-only pairs in each of :data:`PROFILE_BLOCKS` blocks of a bit stream.
 
     Block ``k`` holds the pairs ``(i, i + step)`` on one row with
     ``k * BLOCK_SAMPLES <= i < (k + 1) * BLOCK_SAMPLES``; blocks past the end of the stream are empty.
+    ``pair_codes`` is :func:`stream_pair_codes` of the stream when already computed.
     """
-    codes, off_row = _pair_codes(stream[: PROFILE_BLOCKS * BLOCK_SAMPLES], row_length, step)
+    codes, off_row = pair_codes if pair_codes is not None else stream_pair_codes(stream, row_length, step)
     padded = np.full(PROFILE_BLOCKS * BLOCK_SAMPLES, 2, dtype=np.uint8)  # 2: no pair past the end
     padded[: len(codes)] = codes
     blocks = padded.reshape(PROFILE_BLOCKS, BLOCK_SAMPLES)
@@ -318,7 +334,9 @@ def block_counts(stream: np.ndarray, row_length: int, step: int) -> tuple[np.nda
     return pairs, np.count_nonzero(blocks < 2, axis=1), np.count_nonzero(blocks == 1, axis=1)
 
 
-def noise_run_profile(stream: np.ndarray | None, row_length: int, step: int) -> list[float]:
+def noise_run_profile(
+    stream: np.ndarray | None, row_length: int, step: int, pair_codes: tuple[np.ndarray, np.ndarray] | None = None
+) -> list[float]:
     """Where a payload of up to ``PROFILE_BLOCKS * BLOCK_SAMPLES`` bits ends, from consecutive blocks.
 
     A random payload of a few kilobytes fills every head window of :func:`head_profile`, so the
@@ -333,7 +351,7 @@ def noise_run_profile(stream: np.ndarray | None, row_length: int, step: int) -> 
     """
     if stream is None or row_length <= step or len(stream) <= step:
         return [0.0] * len(NOISE_RUN_VALUES)
-    pairs, near, flips = block_counts(stream, row_length, step)
+    pairs, near, flips = block_counts(stream, row_length, step, pair_codes)
     run = 0
     while run < PROFILE_BLOCKS and near[run] >= MIN_BLOCK_PAIRS:
         if abs(flips[run] / near[run] - 0.5) > NOISE_Z * 0.5 / math.sqrt(near[run]):
@@ -397,7 +415,14 @@ def content_features(
         out += ws_profile(bands, NEIGHBOUR_WINDOWS)
     else:  # a palette picture cannot carry lsb.rgb, and its R, G, B are palette colours
         out += neutral_grey(NEIGHBOUR_WINDOWS) + neutral_ws(NEIGHBOUR_WINDOWS)
-    out += noise_run_profile(rgb_head, 3 * width, 3)
-    out += noise_run_profile(alpha_stream, width, 1)
-    out += noise_run_profile(index_stream, width, 1)
+    ends: list[float] = []
+    for stream, row_length, step in ((rgb_head, 3 * width, 3), (alpha_stream, width, 1), (index_stream, width, 1)):
+        if stream is None or row_length <= step or len(stream) <= step:
+            out += [0.0] * len(NOISE_RUN_VALUES)
+            ends += [0.0] * len(PAYLOAD_END_VALUES)
+            continue
+        codes = stream_pair_codes(stream, row_length, step)
+        out += noise_run_profile(stream, row_length, step, codes)
+        ends += payload_end_profile(*codes)
+    out += ends
     return np.asarray(out, dtype=np.float32)

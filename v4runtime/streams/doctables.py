@@ -13,6 +13,7 @@ from pathlib import Path
 from v4runtime.stego import BIT_METHODS, BIT_ORDERS, METHOD_FORMATS
 from v4runtime.streams import content as content_module
 from v4runtime.streams import neighbours as neighbours_module
+from v4runtime.streams import payload_end as payload_end_module
 from v4runtime.streams.content import feature_names
 from v4runtime.streams.extract import REASONS
 from v4runtime.streams.features import FORMAT_FEATURE_NAMES
@@ -33,6 +34,13 @@ _NEIGHBOUR_CONSTANTS = (
     ("WS_DAMPING", "weighted stego: weight 1 / (this + local variance)"),
     ("WS_RESIDUAL_CLIP", "weighted stego: deviations from the neighbours' mean clipped to +- this"),
 )
+#: Constants of the payload-end test (``v4runtime.streams.payload_end``).
+_PAYLOAD_END_CONSTANTS = (
+    ("GRID", "payload-end test: candidate ends are multiples of this many samples"),
+    ("SCAN_SAMPLES", "payload-end test: samples of each bit stream it reads"),
+    ("LLR_LOG_SCALE", "payload-end test: log1p(likelihood ratio) / this is reported, clipped to 1"),
+    ("NOISE_Z_HALF", "payload-end test: standard errors from 0.5 at which the noise z value reads 0.5"),
+)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -52,6 +60,7 @@ def render() -> dict[str, str]:
         ["`META_WINDOW` (bytes per window)", str(META_WINDOW)],
         *([f"`{name}` ({what})", str(getattr(content_module, name))] for name, what in _CONTENT_CONSTANTS),
         *([f"`{name}` ({what})", str(getattr(neighbours_module, name))] for name, what in _NEIGHBOUR_CONSTANTS),
+        *([f"`{name}` ({what})", str(getattr(payload_end_module, name))] for name, what in _PAYLOAD_END_CONSTANTS),
     ])
     fmt = _table(["index", "feature"], [[str(i), f"`{n}`"] for i, n in enumerate(FORMAT_FEATURE_NAMES)])
     content = _table(["index", "feature"], [[str(i), f"`{n}`"] for i, n in enumerate(feature_names())])

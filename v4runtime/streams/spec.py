@@ -22,7 +22,7 @@ META_WINDOW = 2048
 
 #: Length of the ``format`` and ``content`` feature vectors.
 FORMAT_FEATURES = 32
-CONTENT_FEATURES = 148
+CONTENT_FEATURES = 166
 
 
 @dataclass(frozen=True)
