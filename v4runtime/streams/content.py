@@ -49,7 +49,7 @@ import math
 import numpy as np
 
 from v4runtime.streams.neighbours import grey_profile, neutral_grey, neutral_ws, ws_profile
-from v4runtime.streams.payload_end import PAYLOAD_END_VALUES, payload_end_profile
+from v4runtime.streams.payload_end import PAYLOAD_END_VALUES, flip_z, payload_end_profile
 from v4runtime.streams.spec import CONTENT_FEATURES
 
 #: Framing marker written by the stego embedders (``AI42``) and looked for here.
@@ -266,14 +266,6 @@ def _pair_codes(s: np.ndarray, row_length: int, step: int) -> tuple[np.ndarray, 
     off_row = _off_row_pairs(length, row_length, step)
     codes[off_row] = 2
     return codes, off_row
-
-
-def flip_z(flips: int, near: int) -> float:
-    """How many standard errors the LSB flip ratio ``flips / near`` lies below 0.5, the ratio of noise.
-
-    0 without close pairs: no evidence either way.
-    """
-    return (0.5 - flips / near) * 2 * math.sqrt(near) if near else 0.0
 
 
 def lsb_flip_z(stream: np.ndarray, row_length: int, step: int) -> float:

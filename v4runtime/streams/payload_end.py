@@ -47,6 +47,14 @@ PAYLOAD_END_VALUES: tuple[str, ...] = (
 NOISE_Z_HALF = 4.0
 
 
+def flip_z(flips: float, near: float) -> float:
+    """How many standard errors the LSB flip ratio ``flips / near`` lies below 0.5, the ratio of noise.
+
+    0 without close pairs: no evidence either way.
+    """
+    return (0.5 - flips / near) * 2 * math.sqrt(near) if near else 0.0
+
+
 def _log_likelihood(flips: np.ndarray, near: np.ndarray) -> np.ndarray:
     """Binomial log-likelihood of ``flips`` among ``near`` pairs at their own best ratio (0 log 0 = 0)."""
     p = np.divide(flips, near, out=np.zeros_like(flips), where=near > 0)
@@ -92,7 +100,7 @@ def payload_end_profile(codes: np.ndarray, off_row: np.ndarray) -> list[float]:
     pairs_before = end - int(np.count_nonzero(off_row < end))
     near_b, flips_b = near_before[best], flips_before[best]
     near_a, flips_a = near_after[best], flips_after[best]
-    noise_z = abs(0.5 - flips_b / near_b) * 2 * math.sqrt(near_b) if near_b else 0.0
+    noise_z = abs(flip_z(flips_b, near_b))
     return [
         min(math.log1p(max(float(ratio[best]), 0.0)) / LLR_LOG_SCALE, 1.0),
         math.log2(end) / math.log2(SCAN_SAMPLES),
