@@ -14,6 +14,7 @@ from v4runtime.streams.containers import Container, parse_container
 from v4runtime.streams.content import RGB_HEAD_SAMPLES, content_features
 from v4runtime.streams.decode import DEFAULT_MAX_PIXELS, Decoded, decode
 from v4runtime.streams.features import capability, format_features
+from v4runtime.streams.memory import keep_freed_memory
 from v4runtime.streams.spec import CAPABILITY_SLICE, META_WINDOW, STREAM_NAMES, VIEW, stack_inputs
 
 #: Files larger than this are refused before reading (bytes).
@@ -145,24 +146,36 @@ def _window(plane: np.ndarray, out: np.ndarray, scale: float | None) -> None:
         np.multiply(win, scale, out=out[:, :h, :w], casting="unsafe")
 
 
+def _blank(channels: int, h: int, w: int) -> np.ndarray:
+    """A ``(channels, VIEW, VIEW)`` float32 array, zero outside the ``h`` x ``w`` window only.
+
+    The window is overwritten by the caller, so zeroing it too would be a wasted pass over 1 MB.
+    """
+    out = np.empty((channels, VIEW, VIEW), np.float32)
+    out[:, h:, :] = 0.0
+    out[:, :h, w:] = 0.0
+    return out
+
+
 def _planes(decoded: Decoded) -> dict[str, np.ndarray]:
     height, width = decoded.bands[0].shape
     h, w = min(height, VIEW), min(width, VIEW)
     scale = np.float32(1.0 / 255.0)
-    pixel = np.zeros((4, VIEW, VIEW), np.float32)
+    pixel = _blank(4, h, w)
     for c, band in enumerate(decoded.bands):
         _window(band, pixel[c : c + 1], scale)
     pixel[3, :h, :w] = 1.0
-    lsb = np.zeros((4, VIEW, VIEW), np.float32)
+    lsb = _blank(4, h, w)
     for c, band in enumerate(decoded.bands):
         _window(band, lsb[c : c + 1], None)
     lsb[3, :h, :w] = 1.0
-    alpha = np.zeros((3, VIEW, VIEW), np.float32)
+    has_alpha, has_indices = decoded.alpha is not None, decoded.indices is not None
+    alpha = _blank(3, h, w) if has_alpha else np.zeros((3, VIEW, VIEW), np.float32)
     if decoded.alpha is not None:
         _window(decoded.alpha, alpha[0:1], scale)
         _window(decoded.alpha, alpha[1:2], None)
         alpha[2, :h, :w] = 1.0
-    palette_lsb = np.zeros((2, VIEW, VIEW), np.float32)
+    palette_lsb = _blank(2, h, w) if has_indices else np.zeros((2, VIEW, VIEW), np.float32)
     palette = np.zeros((4, 256), np.float32)
     if decoded.indices is not None:
         _window(decoded.indices, palette_lsb[0:1], None)
@@ -204,6 +217,7 @@ def extract_streams(
         ImageError: With ``reason`` one of ``empty``, ``not_an_image``, ``truncated``, ``corrupt``,
             ``too_many_pixels``, ``too_large``, ``unsupported_mode``, ``not_found``, ``unreadable``.
     """
+    keep_freed_memory()  # once per process: later calls reuse freed planes instead of page-faulting
     data = _read(source, max_bytes)
     container: Container = parse_container(data)
     decoded = decode(data, container, max_pixels=max_pixels)
