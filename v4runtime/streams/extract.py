@@ -14,7 +14,6 @@ from v4runtime.streams.containers import Container, parse_container
 from v4runtime.streams.content import RGB_HEAD_SAMPLES, content_features
 from v4runtime.streams.decode import DEFAULT_MAX_PIXELS, Decoded, decode
 from v4runtime.streams.features import capability, format_features
-from v4runtime.streams.memory import keep_freed_memory
 from v4runtime.streams.spec import CAPABILITY_SLICE, META_WINDOW, STREAM_NAMES, VIEW, stack_inputs
 
 #: Files larger than this are refused before reading (bytes).
@@ -217,7 +216,6 @@ def extract_streams(
         ImageError: With ``reason`` one of ``empty``, ``not_an_image``, ``truncated``, ``corrupt``,
             ``too_many_pixels``, ``too_large``, ``unsupported_mode``, ``not_found``, ``unreadable``.
     """
-    keep_freed_memory()  # once per process: later calls reuse freed planes instead of page-faulting
     data = _read(source, max_bytes)
     container: Container = parse_container(data)
     decoded = decode(data, container, max_pixels=max_pixels)
