@@ -53,6 +53,24 @@ def test_small_image_has_a_validity_mask_not_silent_padding() -> None:
     assert streams.format[FORMAT_FEATURE_NAMES.index("window_coverage")] == pytest.approx(40 * 30 / VIEW**2)
 
 
+@pytest.mark.parametrize("size", [(300, 40), (40, 300), (40, 30)])
+@pytest.mark.parametrize("mode", ["RGBA", "P"])
+def test_every_plane_is_zero_outside_the_window(size: tuple[int, int], mode: str) -> None:
+    """Planes are allocated uninitialised and only their padding is cleared: no stale values leak."""
+    noisy = np.random.default_rng(3).integers(1, 256, (VIEW, VIEW, 4), dtype=np.uint8)
+    extract_streams(encode(Image.fromarray(noisy, "RGBA"), "PNG"))  # leave non-zero planes to be reused
+    width, height = size
+    rgba = Image.fromarray(np.full((height, width, 4), 255, np.uint8), "RGBA")
+    im = rgba if mode == "RGBA" else rgba.convert("RGB").quantize(4)
+    streams = extract_streams(encode(im, "PNG"))
+    h, w = min(height, VIEW), min(width, VIEW)
+    present = {"pixel": True, "lsb": True, "alpha": mode == "RGBA", "palette_lsb": mode == "P"}
+    for name, has_pixels in present.items():
+        plane = getattr(streams, name)
+        assert not plane[:, h:, :].any() and not plane[:, :h, w:].any(), name
+        assert plane[-1, :h, :w].all() == has_pixels, name  # the validity mask
+
+
 def test_palette_lsb_comes_from_indices_not_luminance() -> None:
     # Palette whose entry i is a grey of value 255 - i: luminance LSB is the opposite of index LSB.
     indices = np.random.default_rng(2).integers(0, 256, (64, 64), dtype=np.uint8)

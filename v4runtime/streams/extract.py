@@ -168,15 +168,16 @@ def _planes(decoded: Decoded) -> dict[str, np.ndarray]:
     for c, band in enumerate(decoded.bands):
         _window(band, lsb[c : c + 1], None)
     lsb[3, :h, :w] = 1.0
-    has_alpha, has_indices = decoded.alpha is not None, decoded.indices is not None
-    alpha = _blank(3, h, w) if has_alpha else np.zeros((3, VIEW, VIEW), np.float32)
+    alpha = np.zeros((3, VIEW, VIEW), np.float32)
     if decoded.alpha is not None:
+        alpha = _blank(3, h, w)
         _window(decoded.alpha, alpha[0:1], scale)
         _window(decoded.alpha, alpha[1:2], None)
         alpha[2, :h, :w] = 1.0
-    palette_lsb = _blank(2, h, w) if has_indices else np.zeros((2, VIEW, VIEW), np.float32)
+    palette_lsb = np.zeros((2, VIEW, VIEW), np.float32)
     palette = np.zeros((4, 256), np.float32)
     if decoded.indices is not None:
+        palette_lsb = _blank(2, h, w)
         _window(decoded.indices, palette_lsb[0:1], None)
         palette_lsb[1, :h, :w] = 1.0
     if decoded.palette is not None:
