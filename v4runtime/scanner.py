@@ -10,6 +10,7 @@ is set: it is reported and counted, never dropped.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import threading
@@ -32,6 +33,8 @@ from v4runtime.streams.spec import (
     STREAM_NAMES,
     STREAM_SPECS,
 )
+
+log = logging.getLogger(__name__)
 
 #: Decision threshold used when neither the caller nor the model card gives one.
 DEFAULT_THRESHOLD = 0.5
@@ -104,10 +107,15 @@ class ScanResult:
         return data
 
 
-def create_session(model_path: str | os.PathLike[str], *, intra_op_threads: int = 1) -> Any:
+def create_session(
+    model_path: str | os.PathLike[str], *, intra_op_threads: int = 1, skip_empty_streams: bool = True
+) -> Any:
     """Open an onnxruntime CPU session on ``model_path`` and count it.
 
     Spinning is disabled: several workers share few cores, and a spinning thread steals them.
+    With ``skip_empty_streams`` (the default) the session runs the graph rewritten by
+    :func:`v4runtime.model.empty_streams.skip_empty_streams`: same outputs, but the encoders of
+    all-zero streams (no transparency, palette, EXIF or tail) are not run. The file is not changed.
 
     Raises:
         ModelError: onnxruntime cannot load the file.
@@ -120,13 +128,37 @@ def create_session(model_path: str | os.PathLike[str], *, intra_op_threads: int 
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
+    source: str | bytes = str(model_path)
+    if skip_empty_streams:
+        source = _rewritten(model_path)
     try:
-        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise ModelError(f"onnxruntime cannot load {model_path}: {exc}") from exc
     with _SESSIONS_LOCK:
         SESSIONS_CREATED += 1
     return session
+
+
+def _rewritten(model_path: str | os.PathLike[str]) -> str | bytes:
+    """The model with empty-stream skipping as bytes; the plain path if the rewrite does not apply.
+
+    An optimisation must never stop a model from loading: a file onnx cannot parse is left to
+    onnxruntime (whose error is the one reported), and a graph the rewrite cannot handle runs whole.
+    """
+    import onnx
+
+    from v4runtime.model.empty_streams import skip_empty_streams
+
+    try:
+        model = onnx.load(str(model_path))
+    except Exception:  # onnxruntime reports the file's problem below
+        return str(model_path)
+    try:
+        return skip_empty_streams(model).SerializeToString()
+    except Exception as exc:  # any failure: run the graph as it is
+        log.warning("%s: running every stream encoder (empty-stream skipping does not apply: %s)", model_path, exc)
+        return str(model_path)
 
 
 def _resolve(model: str | os.PathLike[str] | None) -> Any:

@@ -10,7 +10,7 @@ from scanfix import png_bytes
 
 from v4runtime.cli import main
 from v4runtime.errors import V4Error
-from v4runtime.evaluation import evaluate, load_corpus
+from v4runtime.evaluation import evaluate, load_corpus, render_ablation
 from v4runtime.model.card import card_path, read_card
 from v4runtime.scanner import Scanner
 from v4runtime.streams.spec import STREAM_NAMES
@@ -59,6 +59,11 @@ def test_evaluate_metrics_baselines_ablation(corpus: Path, toy_model_path: Path)
     v3 = report["baselines"]["V3-style"]
     assert v3["tpr_by_method"]["raw"]["k"] == 4  # its tail rule sees every non-zero tail
     assert set(report["latency"]) == {"read_ms", "streams_ms", "inference_ms", "total_ms"}
+    # every readable file also runs through the whole graph: skipping empty encoders changed nothing
+    skipping = report["empty_stream_skipping"]
+    assert skipping["files"] == m["fpr"]["n"] + m["tpr"]["n"] == 10
+    assert skipping["max_abs_diff"] <= 1e-6 and skipping["decisions_changed"] == 0
+    assert "on all 10 readable files" in render_ablation(report) and "changes 0 decisions" in render_ablation(report)
 
 
 def test_evaluate_cli_writes_reports_and_updates_card(corpus: Path, toy_model_path: Path, tmp_path: Path,

@@ -22,8 +22,12 @@ def test_bench_scan_writes_report(tmp_path: Path, toy_model_path: Path, capsys: 
     assert set(report["throughput_images_per_s"]) == {"1 worker", "1 worker, batches of 8", "2 workers (threads)",
                                                       "2 workers (processes)"}
     assert all(v > 0 for v in report["throughput_images_per_s"].values())
+    skipping = report["inference_skipping"]  # the toy model's meta branch is skipped on files without a tail
+    assert skipping["every_encoder_ms"]["p50"] > 0 and skipping["skipping_ms"]["p50"] > 0
+    assert skipping["files_with_an_empty_stream"] == 20  # generated files: no transparency, EXIF or tail
     md = (tmp_path / "bench-scan.md").read_text()
     assert md in out and "plain decode (Pillow, baseline)" in md
+    assert "every stream encoder run (baseline)" in md and "at least one such stream" in md
 
 
 def test_bench_scan_refuses_tiny_runs(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -69,24 +70,29 @@ def test_bad_inputs_become_results(toy_model_path: Path, tmp_path: Path) -> None
 
 
 def test_one_session_per_scanner(toy_model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The original reloaded the model for every file; the scanner opens exactly one session."""
+    """The original reloaded the model for every file; the scanner opens exactly one detection session
+    (plus, while it opens it, one small probe that computes the embeddings of empty streams)."""
     import onnxruntime as ort
 
-    created = []
+    created: list[Any] = []
     real = ort.InferenceSession
 
     def counting(*args: object, **kwargs: object) -> object:
-        created.append(args[0])
-        return real(*args, **kwargs)
+        session = real(*args, **kwargs)
+        created.append(session)
+        return session
 
     monkeypatch.setattr(ort, "InferenceSession", counting)
     before = scanner_mod.SESSIONS_CREATED
     s = Scanner(toy_model_path)
+    opened = len(created)
     files = [png_bytes(i) for i in range(6)]
     s.scan(files[0])
     s.scan_many(files, workers=2, batch_size=2)
     s.scan_many(files, workers=1)
-    assert len(created) == 1
+    detection = [sess for sess in created if {i.name for i in sess.get_inputs()} == set(STREAM_NAMES)]
+    assert len(detection) == 1 and detection[0] is s.session
+    assert len(created) == opened <= 2  # nothing opened while scanning
     assert scanner_mod.SESSIONS_CREATED - before == 1
 
 
