@@ -138,7 +138,7 @@ def measure(paths: list[Path], model: str | None, workers: int) -> dict[str, Any
     for p in paths:
         c0 = time.process_time()
         r = scanner.scan(p)
-        cpu.append((time.process_time() - c0) * 1000)  # CPU time: what the file costs, whatever else runs
+        cpu.append((time.process_time() - c0) * 1000)  # CPU time: waiting for a core does not count
         if r.error:
             raise RuntimeError(f"benchmark image unreadable: {p}: {r.error}")
         for key in ("read_ms", "streams_ms", "inference_ms"):
@@ -203,7 +203,7 @@ def render(report: dict[str, Any]) -> str:
         f"| plain decode (Pillow, baseline) | {dec['p50']:.2f} | {dec['p95']:.2f} | {dec['p99']:.2f} |",
     ]
     names = {"read_ms": "read", "streams_ms": "decode + streams", "inference_ms": "inference",
-             "total_ms": "**end to end**", "cpu_ms": "end to end, CPU time (load-independent)"}
+             "total_ms": "**end to end**", "cpu_ms": "end to end, CPU time (time spent waiting for a core left out)"}
     for key, label in names.items():
         if key not in lat:
             continue
