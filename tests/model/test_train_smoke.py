@@ -14,6 +14,8 @@ from v4runtime.cli import main  # noqa: E402
 from v4runtime.errors import ConfigError  # noqa: E402
 from v4runtime.model.data import CACHE, load_corpus, read_manifest  # noqa: E402
 from v4runtime.model.registry import resolve_model  # noqa: E402
+from v4runtime.model.report import render_training  # noqa: E402
+from v4runtime.quantization.host import host_features  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +46,9 @@ def test_train_one_epoch_exports_a_verified_model(trained: tuple[Path, Path, Pat
     assert resolved.card.training["config"]["epochs"] == 1
     assert [e["epoch"] for e in summary["history"]] == [1] and "val_fpr" in summary["history"][0]
     assert (corpus / CACHE).is_file() and summary["streams_from_cache"] is False
+    # a seed reproduces weights on one kind of CPU only: the record names it, and so does its page
+    assert summary["cpu_model"] == host_features().cpu_model and summary["cpu_flags"] == list(host_features().flags)
+    assert f"({summary['cpu_model']};" in render_training(summary)
 
 
 def test_train_prints_progress_and_validation(tmp_path: Path, corpus: Path, capsys) -> None:

@@ -48,7 +48,7 @@ def render_training(training: dict[str, Any]) -> str:
         "",
         f"Corpus: {training.get('corpus_images', '?')} images ({training.get('corpus_stego', '?')} stego"
         f"{'; streams read from the cache' if training.get('streams_from_cache') else ''}); "
-        f"{training.get('cpus', '?')} CPUs, torch {training.get('torch', '?')}; "
+        f"{training.get('cpus', '?')} CPUs{_cpu_kind(training)}, torch {training.get('torch', '?')}; "
         f"parity max abs diff {training.get('parity_max_abs_diff', float('nan')):.2e}.",
         "",
         "| Setting | Value |",
@@ -89,3 +89,10 @@ def write_docs(model_path: str | Path, card: ModelCard, out_dir: str | Path) -> 
         (out_dir / name).write_text(text, encoding="utf-8")
         written.append(out_dir / name)
     return written
+
+
+def _cpu_kind(training: dict[str, Any]) -> str:
+    """`` (model; extensions)`` of the training CPU, when the record has it (records since it was added)."""
+    if not training.get("cpu_model"):
+        return ""
+    return f" ({training['cpu_model']}; {', '.join(training.get('cpu_flags') or []) or 'no AVX2'})"

@@ -273,6 +273,14 @@ def train(streams: StreamSet, config: TrainConfig, log: Callable[[str], None] = 
     return result
 
 
+def _cpu_kind() -> dict[str, Any]:
+    """The CPU model and its vector extensions, as the training record stores them."""
+    from v4runtime.quantization.host import host_features
+
+    host = host_features()
+    return {"cpu_model": host.cpu_model, "cpu_flags": list(host.flags)}
+
+
 def _corpus_summary(data_dir: str | Path) -> dict[str, Any]:
     """The corpus builder's own summary (``corpus.json``: seed, counts, build seconds), if present."""
     path = Path(data_dir) / "corpus.json"
@@ -330,6 +338,8 @@ def run(data_dir: str | Path, out: str | Path, config: TrainConfig, *, name: str
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+        # Float kernels differ with the vector extensions: a seed reproduces weights on this CPU kind only.
+        **_cpu_kind(),
     }
     card = build_card(out, name=name or out.name.removesuffix(".onnx"), threshold=result.threshold,
                       manifest_sha256=manifest_sha, training=training)
