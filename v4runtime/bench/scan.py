@@ -102,13 +102,13 @@ def _skipping_gain(scanner: Any, paths: list[Path]) -> dict[str, Any]:
     from v4runtime.evaluation import percentiles
     from v4runtime.model.empty_streams import EMPTY_WHEN_ABSENT
     from v4runtime.scanner import create_session
+    from v4runtime.streams.spec import stack_inputs
 
     baseline = create_session(scanner.model_path, intra_op_threads=1, skip_empty_streams=False)
     times: dict[str, list[float]] = {"every_encoder_ms": [], "skipping_ms": []}
     empty = 0
     for p in paths:
-        arrays = scanner.prepare(p).arrays
-        feeds = {name: value[None] for name, value in arrays.items()}
+        feeds = stack_inputs([scanner.prepare(p).arrays])
         empty += int(any(not feeds[name].any() for name in EMPTY_WHEN_ABSENT))
         for key, session in (("every_encoder_ms", baseline), ("skipping_ms", scanner.session)):
             t0 = time.perf_counter()
