@@ -113,6 +113,7 @@ def test_cli_dataset_build(tmp_path, capsys: pytest.CaptureFixture[str]) -> None
     assert "wrote 4 images (2 clean, 2 stego)" in out
     summary = json.loads((tmp_path / "corpus.json").read_text())
     assert summary["seed"] == 1 and summary["clean"] == 2
+    assert summary["workers"] == 1 and summary["seconds"] >= 0
     assert len(read_manifest(tmp_path / "manifest.jsonl")) == 4
     assert main(["dataset", "build", "--out", str(tmp_path), "--clean", "1", "--stego", "0", "--workers", "0"]) == 2
 

@@ -357,10 +357,14 @@ def build_corpus(
     manifest = root / MANIFEST
     manifest.write_text(text, encoding="utf-8")
     digest = hashlib.sha256(text.encode()).hexdigest()
+    seconds = time.perf_counter() - start
+    # seconds and workers say what the build cost (the training record reports the recipe's time);
+    # only the manifest identifies the corpus.
     summary = {"clean": clean, "stego": stego, "seed": seed, "size": size, "manifest": MANIFEST,
-               "manifest_sha256": digest, "pillow": PIL.__version__}
+               "manifest_sha256": digest, "pillow": PIL.__version__, "seconds": round(seconds, 1),
+               "workers": workers}
     (root / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return CorpusSummary(root, manifest, clean, stego, time.perf_counter() - start, digest)
+    return CorpusSummary(root, manifest, clean, stego, seconds, digest)
 
 
 def _run(tasks: list[tuple[str, int, int, int, str]], workers: int) -> Iterable[dict[str, object]]:
