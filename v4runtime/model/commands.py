@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from v4runtime.errors import ConfigError
+
+if TYPE_CHECKING:
+    from v4runtime.model.card import ModelCard
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--markdown", default=None, metavar="PATH", help="write the Markdown rendering to PATH")
     c.add_argument("--docs", default=None, metavar="DIR",
                    help="write card.md, architecture.md and training.md (the docs' generated fragments) to DIR")
+    c.add_argument("--reproduction", default=None, metavar="REPORT",
+                   help="compare a training report (train --report) with the model: exit 0 when it gave the "
+                   "same file, 1 when not; with --docs also add the run to DIR/reproductions.json and .md")
     c.set_defaults(func=_card)
 
     k = subparsers.add_parser(
@@ -107,9 +115,28 @@ def _card(args: argparse.Namespace) -> int:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(render_markdown(resolved.card), encoding="utf-8")
         print(f"wrote {args.markdown}")
+    if args.reproduction:
+        return _reproduction(args.reproduction, resolved.card, args.docs)
     if not (args.markdown or args.docs):
         print(resolved.card.model_dump_json(indent=2))
     return 0
+
+
+def _reproduction(report_path: str, card: ModelCard, docs: str | None) -> int:
+    from v4runtime.model.reproduction import add_to_record, compare, describe
+
+    try:
+        report = json.loads(Path(report_path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read the training report {report_path}: {exc}") from None
+    if not isinstance(report, dict) or "sha256" not in report:
+        raise ConfigError(f"{report_path} is not a training report (v4runtime train --report): no sha256")
+    rep = compare(report, card)
+    print(describe(rep))
+    if docs:
+        for path in add_to_record(rep, docs):
+            print(f"wrote {path}")
+    return 0 if rep.same_model else 1
 
 
 def _calibrate(args: argparse.Namespace) -> int:
