@@ -104,38 +104,60 @@ def _progress_bar(total: int, stream: TextIO) -> Any:
     return Progress(total, "scan", stream=stream)
 
 
+def _text_share(payload: bytes) -> float:
+    """Share of ``payload``'s characters that are printable text once decoded as UTF-8."""
+    text = payload.decode("utf-8", "replace")
+    return sum(c.isprintable() or c in "\n\r\t" for c in text if c != "\ufffd") / max(1, len(text))
+
+
 def _extract_payload(path: str, method: str | None) -> dict[str, Any]:
     """Try to recover the payload of a flagged file with :func:`v4runtime.stego.extract`.
 
-    The detected method is tried first, then the others; for each, both bit orders with the
-    ``AI42`` marker, then without it. A payload found without the marker is reported as
-    ``verified: false``: reading up to a NUL always yields *something*.
+    With the ``AI42`` marker a payload verifies itself, bit order included: the detected method is
+    tried first, then the others, both bit orders each. Without it every method and bit order
+    reads *something* up to the first NUL, so the detected method's reads are compared (the other
+    methods' only when it yields nothing) and the one most like text wins: a text payload read in
+    the wrong bit order comes out as bit-reversed bytes. Such a payload is ``verified: false``.
     """
     from v4runtime import stego
     from v4runtime.streams.spec import METHODS
 
     data = Path(path).read_bytes()
     methods = list(dict.fromkeys([m for m in (method, *METHODS) if m]))
+    reads = [(m, order) for m in methods for order in (stego.BIT_ORDERS if m in stego.BIT_METHODS else ("lsb-first",))]
     last_error = "no payload found"
+    unverified: list[tuple[str, str, bytes]] = []
     for marker in (True, False):
-        for m in methods:
-            for order in stego.BIT_ORDERS if m in stego.BIT_METHODS else ("lsb-first",):
-                try:
-                    payload = stego.extract(data, m, bit_order=order, marker=marker)
-                except V4Error as exc:
-                    last_error = str(exc)
-                    continue
-                if not payload:
-                    continue
-                return {
-                    "method": m,
-                    "bit_order": order if m in stego.BIT_METHODS else None,
-                    "verified": marker,
-                    "size": len(payload),
-                    "text": payload.decode("utf-8", "replace"),
-                    "hex": payload[:64].hex(),
-                }
-    return {"method": None, "error": last_error}
+        for m, order in reads:
+            try:
+                payload = stego.extract(data, m, bit_order=order, marker=marker)
+            except V4Error as exc:
+                last_error = str(exc)
+                continue
+            if not payload:
+                continue
+            if marker:
+                return _payload_record(m, order, payload, verified=True)
+            unverified.append((m, order, payload))
+    if not unverified:
+        return {"method": None, "error": last_error}
+    first_method = unverified[0][0]  # the detected method when it yielded anything
+    m, order, payload = max((u for u in unverified if u[0] == first_method), key=lambda u: _text_share(u[2]))
+    return _payload_record(m, order, payload, verified=False)
+
+
+def _payload_record(method: str, order: str, payload: bytes, *, verified: bool) -> dict[str, Any]:
+    from v4runtime import stego
+
+    return {
+        "method": method,
+        "bit_order": order if method in stego.BIT_METHODS else None,
+        "verified": verified,
+        "size": len(payload),
+        "kind": "text" if _text_share(payload) >= 0.9 else "binary",
+        "text": payload.decode("utf-8", "replace"),
+        "hex": payload[:64].hex(),
+    }
 
 
 def _summary(results: list[Any], stream: TextIO) -> None:
@@ -166,7 +188,11 @@ def _payload_line(payload: dict[str, Any] | None) -> str:
     if payload is None:
         return ""
     if payload.get("method"):
-        return f"\n            payload ({payload['method']}, {payload['size']} B): {payload['text'][:200]!r}"
+        order = f", {payload['bit_order']}" if payload.get("bit_order") else ""
+        where = payload["method"] if payload["verified"] else (
+            f"{payload['method']}{order}, unverified: no AI42 marker, read up to a NUL")
+        shown = repr(payload["text"][:200]) if payload.get("kind") == "text" else f"binary, hex {payload['hex'][:48]}…"
+        return f"\n            payload ({where}, {payload['size']} B): {shown}"
     return f"\n            payload: not recovered ({payload['error']})"
 
 

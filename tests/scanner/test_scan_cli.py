@@ -128,6 +128,31 @@ def test_extract_recovers_payloads(toy_model_path: Path, tmp_path: Path, capsys:
     assert "payload (lsb.rgb, 12 B): 'meet at dawn'" in out
 
 
+def test_extract_without_a_marker_picks_the_bit_order_that_reads_as_text(
+    toy_model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without AI42 both bit orders read something up to a NUL; the text one wins, and binary shows as hex."""
+    from v4runtime import stego
+
+    cover = png_bytes(5, size=(64, 64))
+    note = "the meeting moved to the north gate, bring the second key"
+    (tmp_path / "msb.png").write_bytes(stego.embed(cover, note, "lsb.rgb", "PNG", bit_order="msb-first",
+                                                   marker=False))
+    (tmp_path / "binary.png").write_bytes(stego.embed(cover, bytes(range(1, 200)), "raw", "PNG", marker=False))
+    code, out, _ = scan(capsys, str(tmp_path), "--jsonl", "--extract", "--threshold", "0.0",
+                        "--model", str(toy_model_path))
+    assert code == 1
+    rows = {Path(r["path"]).name: r["payload"] for r in map(json.loads, out.splitlines())}
+    msb = rows["msb.png"]
+    assert (msb["method"], msb["bit_order"], msb["verified"], msb["kind"]) == ("lsb.rgb", "msb-first", False, "text")
+    assert msb["text"] == note
+    raw = rows["binary.png"]
+    assert (raw["method"], raw["verified"], raw["kind"], raw["size"]) == ("raw", False, "binary", 199)
+    code, out, _ = scan(capsys, str(tmp_path / "binary.png"), "--extract", "--threshold", "0.0",
+                        "--model", str(toy_model_path))
+    assert "payload (raw, unverified: no AI42 marker, read up to a NUL, 199 B): binary, hex 0102030405" in out
+
+
 def test_progress_bar_only_on_a_terminal(toy_model_path: Path, image_dir: Path) -> None:
     import io
 
