@@ -12,6 +12,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -67,32 +68,79 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 # -- scan ------------------------------------------------------------------------------------------
 
-#: Suffixes collected when a folder is given.
+#: Suffixes collected from a folder whatever the content (a file named like an image that is not
+#: one is reported as unreadable).
 SCAN_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
 
 
-def collect_paths(paths: Iterable[str], recursive: bool) -> list[str]:
+@dataclass
+class Collected:
+    """What ``scan`` found in the paths it was given.
+
+    Attributes:
+        paths: Files to scan, in order, each once.
+        not_images: Files in folders that were left out: neither named nor made like an image.
+        folders_not_entered: Sub-folders left out because ``--recursive`` was not given.
+    """
+
+    paths: list[str] = field(default_factory=list)
+    not_images: list[str] = field(default_factory=list)
+    folders_not_entered: list[str] = field(default_factory=list)
+
+
+def _looks_like_an_image(path: Path) -> bool:
+    """Image suffix, or magic bytes of a supported format: renaming a file does not hide it."""
+    from v4runtime.streams.containers import sniff_format
+
+    if path.suffix.lower() in SCAN_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as handle:
+            return sniff_format(handle.read(16)) is not None
+    except OSError:
+        return True  # unreadable: let the scan report why rather than leave it out
+
+
+def collect_paths(paths: Iterable[str], recursive: bool) -> Collected:
     """Expand folders into the image files they hold; files (and missing paths) are kept as given.
 
-    A missing path stays in the list so the scan reports it as unreadable instead of dropping it.
-    A file named twice (directly or through a folder) is scanned once.
+    In a folder a file is scanned when its suffix or its first bytes say image; the others, and
+    the sub-folders not entered without ``recursive``, are counted in the result rather than
+    dropped unseen. A missing path stays in the list so the scan reports it as unreadable. A file
+    named twice (directly or through a folder) is scanned once.
     """
-    out: list[str] = []
+    found = Collected()
+    candidates: list[str] = []
     for raw in paths:
         p = Path(raw)
-        if p.is_dir():
-            found = p.rglob("*") if recursive else p.iterdir()
-            out += sorted(str(f) for f in found if f.is_file() and f.suffix.lower() in SCAN_SUFFIXES)
-        else:
-            out.append(raw)
+        if not p.is_dir():
+            candidates.append(raw)
+            continue
+        for entry in sorted(p.rglob("*") if recursive else p.iterdir()):
+            if entry.is_dir():
+                if not recursive:
+                    found.folders_not_entered.append(str(entry))
+            elif entry.is_file():
+                (candidates if _looks_like_an_image(entry) else found.not_images).append(str(entry))
     seen: set[str] = set()
-    unique = []
-    for path in out:
+    for path in candidates:
         key = str(Path(path).resolve())
         if key not in seen:
             seen.add(key)
-            unique.append(path)
-    return unique
+            found.paths.append(path)
+    return found
+
+
+def _report_left_out(found: Collected, stream: TextIO) -> None:
+    """Say on ``stream`` what the folders held that was not scanned, and when nothing was."""
+    if found.not_images:
+        print(f"left out {len(found.not_images)} file(s) that are not images by name or content, "
+              f"e.g. {found.not_images[0]}", file=stream)
+    if found.folders_not_entered:
+        print(f"left out {len(found.folders_not_entered)} sub-folder(s), e.g. {found.folders_not_entered[0]}: "
+              "scan them with --recursive", file=stream)
+    if not found.paths:
+        print("warning: no image files found: nothing was scanned", file=stream)
 
 
 def _progress_bar(total: int, stream: TextIO) -> Any:
@@ -209,7 +257,8 @@ def run_scan(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threshold must be within [0, 1], got {args.threshold}")
     threshold = args.threshold if args.threshold is not None else settings.threshold
     scanner = Scanner(model=args.model or settings.model, threshold=threshold)
-    paths = collect_paths(args.paths, args.recursive)
+    found = collect_paths(args.paths, args.recursive)
+    paths = found.paths
     bar = _progress_bar(len(paths), sys.stderr)
     results, records = [], []
     try:
@@ -229,9 +278,12 @@ def run_scan(args: argparse.Namespace) -> int:
         bar.close()
     if args.json:
         print(json.dumps({"model": scanner.model_name, "model_sha256": scanner.model_sha256,
-                          "threshold": scanner.threshold, "results": records}, indent=2))
+                          "threshold": scanner.threshold, "results": records,
+                          "left_out": {"not_images": found.not_images,
+                                       "folders_not_entered": found.folders_not_entered}}, indent=2))
     elif not args.jsonl:
         _summary(results, sys.stdout)
+    _report_left_out(found, sys.stderr)
     if any(r.error is not None for r in results):
         return EXIT_UNREADABLE
     return EXIT_STEGO if any(r.is_stego for r in results) else EXIT_CLEAN

@@ -42,8 +42,34 @@ def test_exit_1_when_stego_found_recursive(toy_model_path: Path, image_dir: Path
 
 def test_folder_without_recursive_skips_subfolders(toy_model_path: Path, image_dir: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = scan(capsys, str(image_dir), "--jsonl", "--model", str(toy_model_path))
+    code, out, err = scan(capsys, str(image_dir), "--jsonl", "--model", str(toy_model_path))
     assert code == 0 and len(out.splitlines()) == 2
+    # what was left out is said, not dropped unseen: the sub-folder and the text file
+    assert f"left out 1 sub-folder(s), e.g. {image_dir / 'sub'}: scan them with --recursive" in err
+    assert f"left out 1 file(s) that are not images by name or content, e.g. {image_dir / 'notes.txt'}" in err
+
+
+def test_a_renamed_image_in_a_folder_is_still_scanned(toy_model_path: Path, image_dir: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Folders are read by content too: renaming a stego file does not take it out of the scan."""
+    (image_dir / "holiday.dat").write_bytes((image_dir / "sub" / "tail.png").read_bytes())
+    (image_dir / "no-suffix").write_bytes((image_dir / "clean-b.jpg").read_bytes())
+    code, out, err = scan(capsys, str(image_dir), "--json", "--model", str(toy_model_path))
+    assert code == 1
+    doc = json.loads(out)
+    scanned = {Path(r["path"]).name: r for r in doc["results"]}
+    assert sorted(scanned) == ["clean-a.png", "clean-b.jpg", "holiday.dat", "no-suffix"]
+    assert scanned["holiday.dat"]["is_stego"] and scanned["holiday.dat"]["format"] == "PNG"
+    assert scanned["no-suffix"]["format"] == "JPEG"
+    assert doc["left_out"] == {"not_images": [str(image_dir / "notes.txt")],
+                               "folders_not_entered": [str(image_dir / "sub")]}
+
+
+def test_an_empty_folder_scans_nothing_and_says_so(toy_model_path: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = scan(capsys, str(tmp_path), "--model", str(toy_model_path))
+    assert code == 0 and any(line.split() == ["files", "0"] for line in out.splitlines())
+    assert "warning: no image files found: nothing was scanned" in err
 
 
 def test_exit_2_unreadable_reported_and_counted(toy_model_path: Path, image_dir: Path,
