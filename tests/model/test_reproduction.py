@@ -44,6 +44,17 @@ def test_a_run_that_parted_names_the_epoch_and_what_else_differs() -> None:
     assert rep.cpu == "Some CPU (avx2)"
 
 
+def test_the_one_command_recipe_counts_its_corpus_build_apart() -> None:
+    report = copy.deepcopy(_shipped_report())
+    report["seconds"] = {"corpus_build": 60.0, "streams": 200.0, "train": 800.0, "export": 5.0, "total": 1065.0}
+    rep = compare(report, resolve_model().card)
+    assert (rep.corpus_build_seconds, rep.training_seconds) == (60.0, 1005.0)
+    report["seconds"] = {"streams": 200.0, "train": 800.0, "export": 5.0, "total": 1005.0}
+    report["corpus"]["seconds"] = 70.0  # built beforehand by `dataset build`, which records it in corpus.json
+    rep = compare(report, resolve_model().card)
+    assert (rep.corpus_build_seconds, rep.training_seconds) == (70.0, 1005.0)
+
+
 def test_command_exit_code_and_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     same = tmp_path / "same.json"
     same.write_text(json.dumps(_shipped_report()))
