@@ -87,6 +87,9 @@ def test_a_file_that_is_not_a_training_report_is_refused(tmp_path: Path, capsys:
     bad.write_text(json.dumps({"loss": 1}))
     assert main(["model-card", "--reproduction", str(bad)]) == 2
     assert "not a training report" in capsys.readouterr().err
+    bad.write_text(json.dumps({"sha256": "2" * 64, "history": ["?", 3], "seconds": [], "corpus": 7}))  # odd: "not it"
+    assert main(["model-card", "--reproduction", str(bad)]) == 1
+    assert "loss parted from the shipped record at epoch 1" in capsys.readouterr().out
 
 
 def test_committed_record_is_current() -> None:

@@ -62,18 +62,27 @@ def _cpu(report: dict[str, Any]) -> str:
     return f"{report['cpu_model']} ({', '.join(report.get('cpu_flags') or []) or 'no AVX2'})"
 
 
-def _parted_at(ours: list[dict[str, Any]], shipped: list[dict[str, Any]]) -> int | None:
-    for a, b in zip(ours, shipped, strict=False):
-        if a.get("loss") != b.get("loss"):
-            return int(a["epoch"])
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _sequence(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _parted_at(ours: list[Any], shipped: list[Any]) -> int | None:
+    for number, (a, b) in enumerate(zip(ours, shipped, strict=False), start=1):
+        if not isinstance(a, dict) or not isinstance(b, dict) or a.get("loss") != b.get("loss"):
+            return number
     return None
 
 
 def compare(report: dict[str, Any], card: ModelCard, *, today: dt.date | None = None) -> Reproduction:
     """Set a ``train --report`` summary against ``card`` (the shipped model's card)."""
     shipped = card.training or {}
-    seconds = report.get("seconds") or {}
-    build = seconds.get("corpus_build", (report.get("corpus") or {}).get("seconds"))
+    seconds = _mapping(report.get("seconds"))
+    corpus = _mapping(report.get("corpus"))
+    build = seconds.get("corpus_build", corpus.get("seconds"))
     total = seconds.get("total")
     if total is not None and "corpus_build" in seconds:  # the one-command recipe counts the build in its total
         total = round(total - seconds["corpus_build"], 1)
@@ -82,9 +91,9 @@ def compare(report: dict[str, Any], card: ModelCard, *, today: dt.date | None = 
         shipped_sha256=card.sha256,
         sha256=str(report.get("sha256", "")),
         same_model=report.get("sha256") == card.sha256,
-        same_corpus=(report.get("corpus") or {}).get("manifest_sha256") == card.training_manifest_sha256,
+        same_corpus=corpus.get("manifest_sha256") == card.training_manifest_sha256,
         same_command=report.get("config") == shipped.get("config"),
-        parted_at_epoch=_parted_at(report.get("history") or [], shipped.get("history") or []),
+        parted_at_epoch=_parted_at(_sequence(report.get("history")), _sequence(shipped.get("history"))),
         cpu=_cpu(report),
         torch=str(report.get("torch", "")),
         corpus_build_seconds=build,
