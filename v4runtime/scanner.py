@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from v4runtime.errors import ConfigError, ImageError, ModelError, V4Error
+from v4runtime.streams.files import read_file
 from v4runtime.streams.spec import (
     CAPABILITY_SLICE,
     METHODS,
@@ -176,19 +177,12 @@ def read_input(source: str | os.PathLike[str] | bytes) -> tuple[str, bytes]:
     """Return ``(display path, bytes)`` for a path or an in-memory file.
 
     Raises:
-        ImageError: reason ``not_found``, ``not_a_file`` (a directory) or ``unreadable``.
+        ImageError: reason ``not_found``, ``not_a_file`` (a directory, pipe, socket or device),
+            ``too_large`` or ``unreadable`` (see :func:`v4runtime.streams.files.read_file`).
     """
     if isinstance(source, bytes | bytearray | memoryview):
         return "<bytes>", bytes(source)
-    path = Path(source)
-    try:
-        return str(source), path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ImageError(f"file not found: {path}", reason="not_found") from exc
-    except IsADirectoryError as exc:
-        raise ImageError(f"{path} is a directory", reason="not_a_file") from exc
-    except OSError as exc:
-        raise ImageError(f"cannot read {path}: {exc.strerror or exc}", reason="unreadable") from exc
+    return str(source), read_file(source)
 
 
 def stream_arrays(streams: Any) -> dict[str, np.ndarray]:

@@ -81,11 +81,15 @@ class Collected:
         paths: Files to scan, in order, each once.
         not_images: Files in folders that were left out: neither named nor made like an image.
         folders_not_entered: Sub-folders left out because ``--recursive`` was not given.
+        not_files: Entries of folders that are neither files nor folders (named pipes, sockets,
+            devices, broken links) and whose name does not say image; those whose name does are
+            scanned, so the scan reports them as unreadable.
     """
 
     paths: list[str] = field(default_factory=list)
     not_images: list[str] = field(default_factory=list)
     folders_not_entered: list[str] = field(default_factory=list)
+    not_files: list[str] = field(default_factory=list)
 
 
 def _looks_like_an_image(path: Path) -> bool:
@@ -122,6 +126,10 @@ def collect_paths(paths: Iterable[str], recursive: bool) -> Collected:
                     found.folders_not_entered.append(str(entry))
             elif entry.is_file():
                 (candidates if _looks_like_an_image(entry) else found.not_images).append(str(entry))
+            elif entry.suffix.lower() in SCAN_SUFFIXES:  # a broken link or a pipe named like an image
+                candidates.append(str(entry))
+            else:  # never opened: reading a pipe or a device could block or never end
+                found.not_files.append(str(entry))
     seen: set[str] = set()
     for path in candidates:
         key = str(Path(path).resolve())
@@ -136,6 +144,9 @@ def _report_left_out(found: Collected, stream: TextIO) -> None:
     if found.not_images:
         print(f"left out {len(found.not_images)} file(s) that are not images by name or content, "
               f"e.g. {found.not_images[0]}", file=stream)
+    if found.not_files:
+        print(f"left out {len(found.not_files)} entry(ies) that are not files (pipes, sockets, devices, "
+              f"broken links), e.g. {found.not_files[0]}", file=stream)
     if found.folders_not_entered:
         print(f"left out {len(found.folders_not_entered)} sub-folder(s), e.g. {found.folders_not_entered[0]}: "
               "scan them with --recursive", file=stream)
@@ -168,9 +179,13 @@ def _extract_payload(path: str, method: str | None) -> dict[str, Any]:
     the wrong bit order comes out as bit-reversed bytes. Such a payload is ``verified: false``.
     """
     from v4runtime import stego
+    from v4runtime.streams.files import read_file
     from v4runtime.streams.spec import METHODS
 
-    data = Path(path).read_bytes()
+    try:
+        data = read_file(path)
+    except V4Error as exc:
+        return {"method": None, "error": str(exc)}
     methods = list(dict.fromkeys([m for m in (method, *METHODS) if m]))
     reads = [(m, order) for m in methods for order in (stego.BIT_ORDERS if m in stego.BIT_METHODS else ("lsb-first",))]
     last_error = "no payload found"
@@ -279,7 +294,7 @@ def run_scan(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"model": scanner.model_name, "model_sha256": scanner.model_sha256,
                           "threshold": scanner.threshold, "results": records,
-                          "left_out": {"not_images": found.not_images,
+                          "left_out": {"not_images": found.not_images, "not_files": found.not_files,
                                        "folders_not_entered": found.folders_not_entered}}, indent=2))
     elif not args.jsonl:
         _summary(results, sys.stdout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,8 +62,31 @@ def test_a_renamed_image_in_a_folder_is_still_scanned(toy_model_path: Path, imag
     assert sorted(scanned) == ["clean-a.png", "clean-b.jpg", "holiday.dat", "no-suffix"]
     assert scanned["holiday.dat"]["is_stego"] and scanned["holiday.dat"]["format"] == "PNG"
     assert scanned["no-suffix"]["format"] == "JPEG"
-    assert doc["left_out"] == {"not_images": [str(image_dir / "notes.txt")],
+    assert doc["left_out"] == {"not_images": [str(image_dir / "notes.txt")], "not_files": [],
                                "folders_not_entered": [str(image_dir / "sub")]}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need a POSIX system")
+@pytest.mark.timeout(60)
+def test_pipes_and_broken_links_in_a_folder_are_reported_never_waited_on(
+    toy_model_path: Path, image_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Reading a named pipe blocks until someone writes to it; a scan must neither hang nor drop it unseen."""
+    os.mkfifo(image_dir / "pipe")  # no image name: left out, and said so
+    os.mkfifo(image_dir / "upload.png")  # an image name: scanned, so reported as unreadable
+    (image_dir / "lost.jpg").symlink_to(image_dir / "deleted.jpg")
+    code, out, err = scan(capsys, str(image_dir), "--json", "--model", str(toy_model_path))
+    assert code == 2
+    doc = json.loads(out)
+    errors = {Path(r["path"]).name: (r["error_reason"], r["error"]) for r in doc["results"] if r["error"]}
+    assert errors == {
+        "lost.jpg": ("not_found", f"{image_dir / 'lost.jpg'}: no such file"),
+        "upload.png": ("not_a_file", f"{image_dir / 'upload.png'} is a named pipe, not a file"),
+    }
+    assert doc["left_out"]["not_files"] == [str(image_dir / "pipe")]
+    assert f"left out 1 entry(ies) that are not files (pipes, sockets, devices, broken links), e.g. {image_dir / 'pipe'}" in err
+    code, out, _ = scan(capsys, str(image_dir / "pipe"), "--jsonl", "--model", str(toy_model_path))  # named directly
+    assert code == 2 and json.loads(out)["error_reason"] == "not_a_file"
 
 
 def test_an_empty_folder_scans_nothing_and_says_so(toy_model_path: Path, tmp_path: Path,

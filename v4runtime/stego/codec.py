@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from v4runtime.errors import EmbedError, ExtractError
+from v4runtime.streams.files import read_file
 
 #: The formats the methods write, by Pillow name.
 FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
@@ -31,9 +31,8 @@ def load_cover(cover: Cover) -> Image.Image:
     if isinstance(cover, Image.Image):
         im = cover
     else:
-        source = io.BytesIO(cover) if isinstance(cover, bytes) else Path(cover)
         try:
-            im = Image.open(source)
+            im = Image.open(io.BytesIO(cover if isinstance(cover, bytes) else read_file(cover)))
             im.seek(0)
             im.load()
         except Exception as exc:
@@ -101,8 +100,12 @@ def decode_for_extract(data: bytes) -> Image.Image:
 
 
 def as_bytes(data: bytes | str | os.PathLike[str]) -> bytes:
-    """Return file bytes for a path or bytes."""
-    return data if isinstance(data, bytes) else Path(data).read_bytes()
+    """Return file bytes for a path or bytes.
+
+    Raises:
+        ImageError: The path is missing, not a regular file, too large or unreadable.
+    """
+    return data if isinstance(data, bytes) else read_file(data)
 
 
 def samples_of(im: Image.Image, plane: str) -> np.ndarray:

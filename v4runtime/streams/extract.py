@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -14,10 +13,8 @@ from v4runtime.streams.containers import Container, parse_container
 from v4runtime.streams.content import RGB_HEAD_SAMPLES, content_features
 from v4runtime.streams.decode import DEFAULT_MAX_PIXELS, Decoded, decode
 from v4runtime.streams.features import capability, format_features
+from v4runtime.streams.files import DEFAULT_MAX_BYTES, read_file
 from v4runtime.streams.spec import CAPABILITY_SLICE, META_WINDOW, STREAM_NAMES, VIEW, stack_inputs
-
-#: Files larger than this are refused before reading (bytes).
-DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
 #: Every ``ImageError.reason`` that :func:`extract_streams` raises, with its meaning.
 REASONS: dict[str, str] = {
@@ -29,7 +26,7 @@ REASONS: dict[str, str] = {
     "too_large": "the file is over the byte cap",
     "unsupported_mode": "16-bit PNG, CMYK JPEG and other non-8-bit modes",
     "not_found": "the path does not exist",
-    "not_a_file": "the path is a directory",
+    "not_a_file": "the path is a directory, a named pipe, a socket or a device, not a file",
     "unreadable": "the file cannot be read (permissions, I/O error)",
 }
 
@@ -111,23 +108,7 @@ def stack_streams(items: Sequence[Streams]) -> dict[str, np.ndarray]:
 
 
 def _read(source: str | os.PathLike[str] | bytes | bytearray | memoryview, max_bytes: int) -> bytes:
-    if isinstance(source, bytes | bytearray | memoryview):
-        data = bytes(source)
-    else:
-        path = Path(source)
-        try:
-            size = path.stat().st_size
-            if size > max_bytes:
-                raise ImageError(f"{path}: {size} bytes is over the limit of {max_bytes}", reason="too_large")
-            data = path.read_bytes()
-        except ImageError:
-            raise
-        except IsADirectoryError as exc:
-            raise ImageError(f"{path} is a directory", reason="not_a_file") from exc
-        except FileNotFoundError as exc:
-            raise ImageError(f"{path}: no such file", reason="not_found") from exc
-        except OSError as exc:
-            raise ImageError(f"{path}: cannot read: {exc.strerror or exc}", reason="unreadable") from exc
+    data = bytes(source) if isinstance(source, bytes | bytearray | memoryview) else read_file(source, max_bytes)
     if len(data) > max_bytes:
         raise ImageError(f"{len(data)} bytes is over the limit of {max_bytes}", reason="too_large")
     return data
