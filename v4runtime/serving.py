@@ -16,6 +16,8 @@ from typing import Any
 
 import uvicorn
 
+from v4runtime.errors import ConfigError
+
 
 class _Server(uvicorn.Server):
     """uvicorn's server without its signal capture (which re-raises SIGTERM after shutdown)."""
@@ -38,7 +40,13 @@ def serve_app(
     log_level: str = "warning",
     banner: Callable[[str], str] = lambda url: f"listening on {url}",
 ) -> int:
-    """Serve ``app`` until SIGINT/SIGTERM; return the exit status (0 after a clean shutdown)."""
+    """Serve ``app`` until SIGINT/SIGTERM; return the exit status (0 after a clean shutdown).
+
+    Raises:
+        ConfigError: ``port`` is outside 0-65535 (the socket layer would silently wrap it).
+    """
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port must be within 0-65535 (0 picks a free one), got {port}")
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=10
     )

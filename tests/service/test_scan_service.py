@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import os
+import re
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -96,3 +101,111 @@ def test_up_check_runs_the_whole_stack_and_reports_events(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stdout + result.stderr
     assert "demo: scanned 6 images" in result.stdout
     assert "monitoring API recorded 6 scan events" in result.stdout
+
+
+def _raw(port: int, request: bytes, *, linger: float = 0.0) -> socket.socket:
+    """Send ``request`` on a fresh connection; the caller reads or closes it."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(request)
+    if linger:
+        time.sleep(linger)
+    return sock
+
+
+def _assert_envelope(response: httpx.Response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"code", "message", "details", "request_id"}
+    assert error["code"] == code and error["message"]
+    assert error["request_id"] == response.headers["x-request-id"]
+    return error
+
+
+def test_unknown_path_and_wrong_method_use_the_error_envelope(scan_url: str) -> None:
+    _assert_envelope(httpx.get(f"{scan_url}/v1/scan"), 405, "method_not_allowed")
+    assert httpx.get(f"{scan_url}/v1/scan").headers["allow"] == "POST"
+    _assert_envelope(httpx.post(f"{scan_url}/v1/scans", content=_png()), 404, "not_found")
+    _assert_envelope(httpx.get(f"{scan_url}/../../etc/passwd"), 404, "not_found")
+
+
+def test_invalid_request_id_is_replaced_not_echoed(scan_url: str) -> None:
+    response = httpx.post(f"{scan_url}/v1/scan", content=b"junk", headers={"X-Request-ID": "bad id; <script>"})
+    error = _assert_envelope(response, 422, "unreadable_image")
+    assert re.fullmatch(r"[A-Za-z0-9._:\-]{1,128}", error["request_id"])
+    ok = httpx.post(f"{scan_url}/v1/scan", content=_png(), headers={"X-Request-ID": "x" * 129})
+    assert ok.status_code == 200 and ok.json()["request_id"] == ok.headers["x-request-id"] != "x" * 129
+
+
+def test_multipart_form_is_415_with_a_hint(scan_url: str) -> None:
+    response = httpx.post(f"{scan_url}/v1/scan", files={"image": ("a.png", _png(), "image/png")})
+    error = _assert_envelope(response, 415, "unsupported_media_type")
+    assert "raw bytes" in error["message"]
+    assert httpx.post(f"{scan_url}/v1/scan", content=_png(), headers={"content-type": "image/png"}).status_code == 200
+
+
+def test_chunked_body_over_the_limit_is_413_and_the_connection_closes(scan_url: str) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(40):
+            yield b"\0" * (1 << 20)
+
+    with httpx.Client() as client:
+        response = client.post(f"{scan_url}/v1/scan", content=chunks())
+    _assert_envelope(response, 413, "payload_too_large")
+    assert response.headers["connection"] == "close"
+
+
+def test_client_disconnecting_mid_upload_is_counted_and_the_service_carries_on(scan_url: str) -> None:
+    port = int(scan_url.rsplit(":", 1)[1])
+    before = httpx.get(f"{scan_url}/health").json()["counters"]["client_disconnects"]
+    head = b"POST /v1/scan HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+    _raw(port, head + _png()[:500], linger=0.2).close()
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{scan_url}/health").json()["counters"]["client_disconnects"] == before:
+        assert time.monotonic() < deadline, "the disconnect was not counted"
+        time.sleep(0.05)
+    assert httpx.post(f"{scan_url}/v1/scan", content=_png()).status_code == 200
+
+
+def test_fifty_concurrent_scans_all_answer_with_their_own_id(scan_url: str) -> None:
+    image = _png()
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=scan_url, timeout=120) as client:
+            return await asyncio.gather(*[
+                client.post("/v1/scan", content=image if i % 2 else b"junk", headers={"X-Request-ID": f"c-{i}"})
+                for i in range(50)
+            ])
+
+    responses = asyncio.run(burst())
+    assert [r.status_code for r in responses] == [422 if i % 2 == 0 else 200 for i in range(50)]
+    assert [r.headers["x-request-id"] for r in responses] == [f"c-{i}" for i in range(50)]
+
+
+def test_openapi_documents_the_body_and_every_error_code(scan_url: str) -> None:
+    operation = httpx.get(f"{scan_url}/openapi.json").json()["paths"]["/v1/scan"]["post"]
+    assert "application/octet-stream" in operation["requestBody"]["content"]
+    assert {"200", "408", "413", "415", "422", "500"} <= set(operation["responses"])
+    assert operation["responses"]["413"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorEnvelope"
+    }
+
+
+def test_port_out_of_range_is_refused_not_wrapped(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "v4runtime", "service", "serve", "--port", "70000"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "port must be within 0-65535" in result.stderr
+
+
+def test_model_name_the_monitoring_api_would_reject_stops_the_start(tmp_path: Path) -> None:
+    models = Path(__file__).resolve().parents[2] / "v4runtime" / "models"
+    shutil.copy(models / "v4-default.onnx", tmp_path / "odd.onnx")
+    card = json.loads((models / "v4-default.card.json").read_text())
+    (tmp_path / "odd.card.json").write_text(json.dumps({**card, "name": "my model (v2)"}))
+    result = subprocess.run(
+        [sys.executable, "-m", "v4runtime", "service", "serve", "--model", str(tmp_path / "odd.onnx"),
+         "--monitor-url", "http://127.0.0.1:9", "--port", "0", "--port-file", str(tmp_path / "port")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "cannot be reported to the monitoring API" in result.stderr

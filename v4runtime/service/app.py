@@ -3,52 +3,123 @@
 ``POST /v1/scan`` takes the raw bytes of one image as the request body and answers the
 :class:`~v4runtime.scanner.ScanResult` as JSON. Each scan is reported to the monitoring API through
 :class:`~v4runtime.client.MonitoringClient`, whose bounded background buffer means a slow or dead
-monitoring API never slows or fails a scan. Errors use the monitoring API's envelope.
+monitoring API never slows or fails a scan.
+
+Every error, including 404, 405 and an unexpected crash, answers with the monitoring API's envelope
+``{"error": {"code", "message", "details", "request_id"}}`` and an ``X-Request-ID`` header (the
+caller's when it is a valid id, ``[A-Za-z0-9._:-]{1,128}``, else a generated one).
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
-import uuid
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from v4runtime import __version__
-from v4runtime.monitoring.api_errors import envelope
+from v4runtime.errors import ConfigError
+from v4runtime.monitoring.api_errors import (
+    APIError,
+    api_error_handler,
+    envelope,
+    request_id_of,
+    validation_error_handler,
+)
+from v4runtime.monitoring.middleware import BodyTooLarge, EdgeMiddleware
+from v4runtime.monitoring.schemas import ErrorEnvelope
 
 #: Largest image body accepted, in bytes (the pixel cap of stream extraction applies as well).
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
 
+#: Seconds the body may stall (no bytes arriving) before the upload is answered 408.
+DEFAULT_BODY_TIMEOUT = 30.0
+
+#: What the monitoring API accepts as a ``model_version`` (see ``InferenceEvent``).
+_MODEL_VERSION = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+
+_ERRORS = {
+    408: "request_timeout: the body stalled for longer than the body timeout",
+    413: "payload_too_large: the body is over the size limit (refused before it is read when declared)",
+    415: "unsupported_media_type: a multipart form; send the image's raw bytes as the body",
+    422: "unreadable_image: not a readable image; `details.reason` is the extractor's reason "
+    "(`empty`, `truncated`, `not_an_image`, ...)",
+    500: "internal_error: an unexpected failure (logged with the request id)",
+}
+
+
+class _ClientGone(Exception):
+    """The client closed the connection before its body was complete."""
+
 
 def _error(status: int, code: str, message: str, request_id: str, details: Any = None) -> JSONResponse:
-    return JSONResponse(
-        envelope(code, message, request_id, details), status_code=status, headers={"X-Request-ID": request_id}
-    )
+    # The edge middleware adds X-Request-ID. A body left unread means the connection cannot carry another request.
+    headers = {"Connection": "close"} if status in (408, 413, 415) else None
+    return JSONResponse(envelope(code, message, request_id, details), status_code=status, headers=headers)
 
 
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or ``None`` as soon as it exceeds ``limit`` (never buffered past it)."""
+async def _read_body(request: Request, limit: int, stall_timeout: float) -> bytes | None:
+    """The request body, or ``None`` as soon as it exceeds ``limit`` (never buffered past it).
+
+    Raises:
+        APIError: 408 when no bytes arrive for ``stall_timeout`` seconds (a stalled upload, or a
+            Content-Length larger than what the client sends).
+        _ClientGone: the client disconnected mid-upload.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         return None
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        try:
+            message = await asyncio.wait_for(request.receive(), stall_timeout)
+        except BodyTooLarge:  # the edge middleware counts the bytes of a body without Content-Length
+            return None
+        except TimeoutError:
+            raise APIError(
+                408, "request_timeout",
+                f"no request body bytes for {stall_timeout:g} s after {size} bytes (upload stalled)",
+                headers={"Connection": "close"},
+            ) from None
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             return None
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
-def create_scan_app(scanner: Any, monitor: Any | None = None, *, max_body_bytes: int = DEFAULT_MAX_BODY) -> FastAPI:
-    """Build the app around one loaded ``scanner`` and an optional ``MonitoringClient``."""
+def create_scan_app(
+    scanner: Any,
+    monitor: Any | None = None,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT,
+) -> FastAPI:
+    """Build the app around one loaded ``scanner`` and an optional ``MonitoringClient``.
+
+    Raises:
+        ConfigError: ``monitor`` is given but the model's name is not a ``model_version`` the
+            monitoring API accepts (every scan event would be rejected).
+    """
+    if monitor is not None and not _MODEL_VERSION.match(scanner.model_name):
+        raise ConfigError(
+            f"model name {scanner.model_name!r} cannot be reported to the monitoring API: a model_version "
+            "is 1-64 characters of A-Z a-z 0-9 . _ : - (rename the model card's `name`)"
+        )
     started = time.monotonic()
-    counters = {"scans": 0, "stego": 0, "errors": 0}
+    counters = {"scans": 0, "stego": 0, "errors": 0, "client_disconnects": 0}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202 - FastAPI's protocol
@@ -57,6 +128,9 @@ def create_scan_app(scanner: Any, monitor: Any | None = None, *, max_body_bytes:
             await run_in_threadpool(monitor.close)
 
     app = FastAPI(title="V4 scan service", version=__version__, lifespan=lifespan)
+    app.add_exception_handler(StarletteHTTPException, api_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_middleware(EdgeMiddleware, max_body_bytes=max_body_bytes)
 
     @app.get("/health/live")
     async def live() -> dict[str, str]:
@@ -68,7 +142,10 @@ def create_scan_app(scanner: Any, monitor: Any | None = None, *, max_body_bytes:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        dropped = monitor.counters.dropped if monitor is not None else 0
+        sent = dropped = invalid = buffered = 0
+        if monitor is not None:
+            c = monitor.counters
+            sent, dropped, invalid, buffered = c.sent, c.dropped, c.invalid, c.buffered
         return {
             "status": "ok",
             "version": __version__,
@@ -76,13 +153,45 @@ def create_scan_app(scanner: Any, monitor: Any | None = None, *, max_body_bytes:
             "model_sha256": scanner.model_sha256,
             "threshold": scanner.threshold,
             "uptime_s": round(time.monotonic() - started, 3),
-            "counters": {**counters, "monitor_events_dropped": dropped},
+            "counters": {
+                **counters,
+                "monitor_events_sent": sent,
+                "monitor_events_buffered": buffered,
+                "monitor_events_dropped": dropped,
+                "monitor_events_invalid": invalid,
+            },
         }
 
-    @app.post("/v1/scan")
-    async def scan(request: Request) -> JSONResponse:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        body = await _read_body(request, max_body_bytes)
+    @app.post(
+        "/v1/scan",
+        responses={status: {"model": ErrorEnvelope, "description": text} for status, text in _ERRORS.items()},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": "The raw bytes of one image (JPEG, PNG, GIF, WebP, BMP); not a multipart form.",
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                    "image/*": {"schema": {"type": "string", "format": "binary"}},
+                },
+            }
+        },
+    )
+    async def scan(request: Request) -> Response:
+        """Scan the image sent as the request body."""
+        request_id = request_id_of(request)
+        content_type = request.headers.get("content-type", "").strip().lower()
+        if content_type.startswith("multipart/"):
+            return _error(
+                415, "unsupported_media_type",
+                f"{content_type.split(';')[0]} is not accepted: send the image's raw bytes as the body "
+                "(e.g. curl --data-binary @image.png -H 'content-type: application/octet-stream')",
+                request_id,
+            )
+        try:
+            body = await _read_body(request, max_body_bytes, body_timeout_s)
+        except _ClientGone:
+            counters["client_disconnects"] += 1
+            return Response(status_code=499)  # nobody reads it; ends the request without a traceback
         if body is None:
             return _error(413, "payload_too_large", f"image larger than {max_body_bytes} bytes", request_id)
         start = time.perf_counter()
@@ -109,6 +218,6 @@ def create_scan_app(scanner: Any, monitor: Any | None = None, *, max_body_bytes:
         counters["stego"] += int(result.is_stego)
         data = result.to_dict()
         data.update(path=None, request_id=request_id, model=scanner.model_name)
-        return JSONResponse(data, headers={"X-Request-ID": request_id})
+        return JSONResponse(data)
 
     return app

@@ -32,7 +32,12 @@ def _serve(args: argparse.Namespace) -> int:
     scanner = Scanner(model=args.model or settings.model, threshold=settings.threshold if args.threshold is None else args.threshold)
     monitor_url = args.monitor_url or settings.monitor_url
     monitor = MonitoringClient(monitor_url, token=args.monitor_token) if monitor_url else None
-    app = create_scan_app(scanner, monitor)
+    try:
+        app = create_scan_app(scanner, monitor)
+    except Exception:
+        if monitor is not None:
+            monitor.close(timeout=0)
+        raise
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     return serve_app(
