@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import re
 import threading
 import time
 from collections import deque
@@ -88,12 +90,75 @@ def _error(response: httpx.Response) -> MonitoringError:
 
 
 def _delay(attempt: int, backoff: float, cap: float, response: httpx.Response | None) -> float:
+    """Seconds before the next attempt: the 429's ``Retry-After`` when usable, else exponential backoff."""
     if response is not None and response.status_code == 429:
         try:
-            return min(float(response.headers.get("retry-after", backoff)), cap)
-        except ValueError:
-            pass
+            wait = float(response.headers.get("retry-after", backoff))
+        except ValueError:  # an HTTP date or garbage
+            wait = -1.0
+        if math.isfinite(wait) and wait >= 0:  # NaN or a negative value would make time.sleep raise
+            return min(wait, cap)
     return min(backoff * 2**attempt, cap)
+
+
+#: Failures after which a request surely was not processed (it never reached the server).
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def _retryable(error: httpx.HTTPError | None, response: httpx.Response | None, idempotent: bool) -> bool:
+    """Whether a failed attempt may be repeated.
+
+    A non-idempotent request (a rollback) is repeated only when the server cannot have acted on it:
+    a 429, or a connection that was never made. After a timeout or a 5xx it may have been applied.
+    """
+    if response is not None:
+        return response.status_code in _RETRY_STATUS if idempotent else response.status_code == 429
+    return idempotent or isinstance(error, _NOT_SENT)
+
+
+def _parse(model: type[BaseModel], response: httpx.Response) -> Any:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise MonitoringError(
+            f"monitoring API answered {response.status_code} with a body that is not a {model.__name__}: "
+            f"{response.text[:200]!r}", reason="invalid_response", status_code=response.status_code,
+            request_id=response.headers.get("x-request-id"),
+        ) from exc
+
+
+def _rejected_events(response: httpx.Response, size: int) -> set[int]:
+    """Indices of the batch's events a 422 names (``events[3].timestamp``); empty when it names none."""
+    try:
+        details = response.json()["error"]["details"]
+        fields = [d["field"] for d in details]
+    except (ValueError, KeyError, TypeError):
+        return set()
+    bad: set[int] = set()
+    for field in fields:
+        match = re.match(r"^events\[(\d+)\]", str(field))
+        if match is None:
+            return set()  # an error about the request as a whole: no event to single out
+        bad.add(int(match.group(1)))
+    return bad if bad and max(bad) < size else set()
+
+
+_MAX_TRIMS = 3
+
+
+def _drop_rejected(
+    batch: list[InferenceEvent], response: httpx.Response, counters: ClientCounters, trims: int
+) -> list[InferenceEvent]:
+    """After a 4xx: count the events the server refused as dropped; returns the rest, to send again.
+
+    A 422 naming some events (``events[3].timestamp``: one scanner's clock ahead) costs only those
+    events; any other refusal, or a batch refused too often, costs the whole batch (returns ``[]``).
+    """
+    bad = _rejected_events(response, len(batch)) if response.status_code == 422 and trims < _MAX_TRIMS else set()
+    keep = [e for i, e in enumerate(batch) if i not in bad] if bad else []
+    counters.dropped += len(batch) - len(keep)
+    log.error("monitoring API rejected %d of %d events: %s", len(batch) - len(keep), len(batch), _error(response))
+    return keep
 
 
 class _Buffer:
@@ -283,29 +348,34 @@ class MonitoringClient(_Base):
 
     def _send(self, batch: list[InferenceEvent]) -> bool:
         counters = self._buffer.counters
-        body = _payload(batch)
-        for attempt in range(self.max_retries + 1):
+        attempt = trims = 0
+        while True:
             response = None
             try:
-                response = self._sender_http.post(f"{self.api_url}/metrics/log", json=body)
+                response = self._sender_http.post(f"{self.api_url}/metrics/log", json=_payload(batch))
                 if response.status_code == 202:
                     counters.sent += len(batch)
                     return True
                 if response.status_code not in _RETRY_STATUS:
-                    counters.dropped += len(batch)
-                    log.error("monitoring API rejected a batch: %s", _error(response))
+                    batch = _drop_rejected(batch, response, counters, trims)
+                    if batch:
+                        trims += 1
+                        continue  # the rest of the batch is fine: send it now
                     return True  # retrying cannot help; do not block the queue
             except httpx.HTTPError:
                 pass
-            if attempt < self.max_retries and not self._closing:
-                counters.retries += 1
-                time.sleep(_delay(attempt, self.backoff, self.max_backoff, response))
+            if attempt >= self.max_retries or self._closing:
+                break
+            counters.retries += 1
+            time.sleep(_delay(attempt, self.backoff, self.max_backoff, response))
+            attempt += 1
         counters.failed_batches += 1
         self._buffer.give_back(batch)
         return False
 
     # Requests -------------------------------------------------------------------------------
-    def _request(self, method: str, url: str, model: type[BaseModel], **kwargs: Any) -> Any:
+    def _request(self, method: str, url: str, model: type[BaseModel], *, idempotent: bool = True,
+                 **kwargs: Any) -> Any:
         if self._closing:
             raise MonitoringError("the monitoring client is closed", reason="closed")
         for attempt in range(self.max_retries + 1):
@@ -313,12 +383,12 @@ class MonitoringClient(_Base):
             try:
                 response = self._http.request(method, url, **kwargs)
                 if response.is_success:
-                    return model.model_validate_json(response.content)
-                if response.status_code not in _RETRY_STATUS or attempt == self.max_retries:
+                    return _parse(model, response)
+                if attempt == self.max_retries or not _retryable(None, response, idempotent):
                     raise _error(response)
             except httpx.HTTPError as exc:
-                if attempt == self.max_retries:
-                    raise MonitoringError(f"monitoring API unreachable: {exc}", reason="unreachable") from exc
+                if attempt == self.max_retries or not _retryable(exc, None, idempotent):
+                    raise MonitoringError(f"monitoring API unreachable: {exc!r}", reason="unreachable") from exc
             time.sleep(_delay(attempt, self.backoff, self.max_backoff, response))
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -367,7 +437,9 @@ class MonitoringClient(_Base):
     def rollback(self, to_version: str | None = None, *, reason: str | None = None) -> ModelVersions:
         """``POST /v1/models/rollback``."""
         body = {k: v for k, v in {"to_version": to_version, "reason": reason}.items() if v is not None}
-        return self._request("POST", f"{self.api_url}/models/rollback", ModelVersions, json=body)
+        # Not repeated after a timeout or a 5xx: the first attempt may have rolled back already, and a
+        # second would answer 409 (or roll back further) for an operation that succeeded.
+        return self._request("POST", f"{self.api_url}/models/rollback", ModelVersions, json=body, idempotent=False)
 
 
 class AsyncMonitoringClient(_Base):
@@ -465,23 +537,27 @@ class AsyncMonitoringClient(_Base):
 
     async def _send(self, batch: list[InferenceEvent]) -> bool:
         counters = self._buffer.counters
-        body = _payload(batch)
-        for attempt in range(self.max_retries + 1):
+        attempt = trims = 0
+        while True:
             response = None
             try:
-                response = await self._http.post(f"{self.api_url}/metrics/log", json=body)
+                response = await self._http.post(f"{self.api_url}/metrics/log", json=_payload(batch))
                 if response.status_code == 202:
                     counters.sent += len(batch)
                     return True
                 if response.status_code not in _RETRY_STATUS:
-                    counters.dropped += len(batch)
-                    log.error("monitoring API rejected a batch: %s", _error(response))
+                    batch = _drop_rejected(batch, response, counters, trims)
+                    if batch:
+                        trims += 1
+                        continue
                     return True
             except httpx.HTTPError:
                 pass
-            if attempt < self.max_retries:
-                counters.retries += 1
-                await asyncio.sleep(_delay(attempt, self.backoff, self.max_backoff, response))
+            if attempt >= self.max_retries:
+                break
+            counters.retries += 1
+            await asyncio.sleep(_delay(attempt, self.backoff, self.max_backoff, response))
+            attempt += 1
         counters.failed_batches += 1
         self._buffer.give_back(batch)
         return False
@@ -492,12 +568,12 @@ class AsyncMonitoringClient(_Base):
             try:
                 response = await self._http.request(method, url, **kwargs)
                 if response.is_success:
-                    return model.model_validate_json(response.content)
+                    return _parse(model, response)
                 if response.status_code not in _RETRY_STATUS or attempt == self.max_retries:
                     raise _error(response)
             except httpx.HTTPError as exc:
                 if attempt == self.max_retries:
-                    raise MonitoringError(f"monitoring API unreachable: {exc}", reason="unreachable") from exc
+                    raise MonitoringError(f"monitoring API unreachable: {exc!r}", reason="unreachable") from exc
             await asyncio.sleep(_delay(attempt, self.backoff, self.max_backoff, response))
         raise AssertionError("unreachable")  # pragma: no cover
 

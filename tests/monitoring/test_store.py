@@ -110,6 +110,28 @@ def test_bad_urls_raise_store_error(tmp_path) -> None:
         open_store("postgresql://postgres@127.0.0.1:1/none?connect_timeout=2")
 
 
+@pytest.mark.timeout(30)
+def test_a_server_that_never_answers_fails_within_the_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A listener that accepts and never speaks (like a firewall that drops packets) is a 503 in seconds, not a hang."""
+    import socket
+    import time
+
+    from v4runtime.monitoring.store import postgres
+
+    assert "connect_timeout=5" in postgres.connection_info("postgresql://postgres@127.0.0.1:5432/v4")
+    assert "connect_timeout=9" in postgres.connection_info("postgresql://postgres@127.0.0.1/v4?connect_timeout=9")
+    with pytest.raises(StoreError, match="invalid PostgreSQL URL"):
+        postgres.connection_info("postgresql://postgres@127.0.0.1/v4?no_such_option=1")
+    monkeypatch.setattr(postgres, "DEFAULT_CONNECT_TIMEOUT", 1)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nothing ever answers the startup packet
+        start = time.monotonic()
+        with pytest.raises(StoreError, match="PostgreSQL"):
+            open_store(f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/v4")
+        assert time.monotonic() - start < 10
+
+
 def test_sqlite_checkpoints_run_on_their_own_thread(tmp_path) -> None:
     # A server's store disables SQLite's in-commit checkpoints; its thread moves the WAL into the file.
     from v4runtime.monitoring.store.sqlite import SQLiteStore

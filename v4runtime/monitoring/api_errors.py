@@ -126,6 +126,30 @@ def allowed_methods(request: Request) -> list[str]:
     return []
 
 
+def store_failures() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the store is down or unusable (answered 503, not 500).
+
+    Connection and I/O failures only: a constraint or SQL error is a bug and stays a 500.
+    """
+    import sqlite3
+
+    import psycopg
+
+    from v4runtime.errors import StoreError
+
+    return (StoreError, sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+async def store_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """503 ``store_unavailable`` with ``Retry-After`` when the database cannot be reached or used."""
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return JSONResponse(
+        envelope("store_unavailable", f"store unavailable: {first_line}", request_id_of(request)),
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """422 naming the offending field(s)."""
     assert isinstance(exc, RequestValidationError)

@@ -16,7 +16,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from v4runtime import __version__
 from v4runtime.config import MonitorSettings
 from v4runtime.monitoring.alerts import Rule
-from v4runtime.monitoring.api_errors import api_error_handler, validation_error_handler
+from v4runtime.monitoring.api_errors import (
+    api_error_handler,
+    store_error_handler,
+    store_failures,
+    validation_error_handler,
+)
 from v4runtime.monitoring.logpath import LOG_BODY, handle_log
 from v4runtime.monitoring.middleware import EdgeMiddleware
 from v4runtime.monitoring.routes import api, ingest, probes
@@ -79,6 +84,8 @@ def create_app(
     )
     app.add_exception_handler(StarletteHTTPException, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    for failure in store_failures():
+        app.add_exception_handler(failure, store_error_handler)
     app.include_router(probes)
     app.include_router(probes, prefix=API_PREFIX, include_in_schema=False)
     app.include_router(ingest, prefix=API_PREFIX)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from v4runtime.monitoring.api_errors import store_failures
 from v4runtime.monitoring.schemas import InferenceEvent
 from v4runtime.monitoring.store import Store
 from v4runtime.monitoring.store.base import WriteResult
@@ -151,6 +152,13 @@ class BatchWriter:
         try:
             result = self._write_with_retry(events)
         except Exception as exc:  # noqa: BLE001 - every waiting request must get an answer
+            if len(batch) > 1 and not isinstance(exc, store_failures()):
+                # The store is up but refused the data: commit each request alone, so one bad request
+                # fails by itself instead of failing every request that shared its group commit.
+                log.warning("group commit of %d requests refused (%s): committing them one by one", len(batch), exc)
+                for item in batch:
+                    self._commit([item])
+                return
             self.failures += 1
             self.last_error = str(exc)
             log.error("batch of %d events not stored: %s", len(events), exc)

@@ -70,14 +70,15 @@ async def accept(rt: Runtime, body: bytes) -> bytes:
     batch = isinstance(parsed, EventBatch)
     events = parsed.events if batch else [parsed]  # ids/timestamps filled by validation
     limit = datetime.now(UTC) + timedelta(hours=1)
-    for i, event in enumerate(events):
-        assert event.timestamp is not None
-        if event.timestamp > limit:
-            field = f"events[{i}].timestamp" if batch else "timestamp"
-            raise APIError(
-                422, "validation_error", f"invalid field '{field}': more than 1 hour in the future",
-                details=[{"field": field, "message": "more than 1 hour in the future", "type": "value_error"}],
-            )
+    # Every offending event is named (not only the first), so a client can drop exactly those and resend.
+    future = [
+        {"field": f"events[{i}].timestamp" if batch else "timestamp", "message": "more than 1 hour in the future",
+         "type": "value_error"}
+        for i, event in enumerate(events) if event.timestamp is not None and event.timestamp > limit
+    ]
+    if future:
+        raise APIError(422, "validation_error", f"invalid field '{future[0]['field']}': more than 1 hour in the future",
+                       details=future)
     try:
         future = rt.writer.submit_async(events)
     except Overloaded as exc:

@@ -132,9 +132,12 @@ def register(store: Store, body: RegisterModel) -> ModelVersion:
     now = time.time()
     records = {r.version: r for r in store.list_models()}
     existing = records.get(body.version)
+    # Registering a version again in the role it has (a retried request) changes no other version:
+    # demoting again would retire the previous version, the rollback target.
+    unchanged_role = existing is not None and existing.role == body.role
     changed: list[ModelRecord] = []
     for record in records.values():
-        if record.version == body.version:
+        if record.version == body.version or unchanged_role:
             continue
         if record.role == body.role and body.role in ("current", "canary"):
             record.role = "previous" if body.role == "current" else "retired"
@@ -145,7 +148,8 @@ def register(store: Store, body: RegisterModel) -> ModelVersion:
     new = ModelRecord(
         version=body.version, role=body.role, sha256=sha256, size_bytes=size, fpr=fpr, tpr=tpr,
         registered_at=existing.registered_at if existing else now,
-        deployed_at=now if body.role in ("current", "canary") else None,
+        deployed_at=(existing.deployed_at if unchanged_role and existing is not None
+                     else now if body.role in ("current", "canary") else None),
     )
     store.save_models([*changed, new])
     return _public(new)

@@ -98,8 +98,9 @@ async def known_query_only(request: Request) -> None:
             )
 
 
-probes = APIRouter(tags=["probes"], dependencies=[Depends(known_query_only)])
-api = APIRouter(responses=_errors(401, 422, 429), dependencies=[Depends(known_query_only)])
+probes = APIRouter(tags=["probes"], responses=_errors(422), dependencies=[Depends(known_query_only)])
+#: Every API route reads or writes the store: 503 when it cannot be reached.
+api = APIRouter(responses=_errors(401, 422, 429, 503), dependencies=[Depends(known_query_only)])
 
 
 # Probes -------------------------------------------------------------------------------------
@@ -249,7 +250,7 @@ async def recent_alerts(
     return Response(body, media_type="application/json")
 
 
-@api.post("/alerts/{alert_id}/acknowledge", response_model=Alert, tags=["alerts"], responses=_errors(403, 404))
+@api.post("/alerts/{alert_id}/acknowledge", response_model=Alert, tags=["alerts"], responses=_errors(403, 404, 413))
 async def acknowledge(
     request: Request,
     _: Annotated[str, Depends(write_access)],
@@ -282,7 +283,7 @@ async def model_versions(request: Request, _: Annotated[str, Depends(read_access
     return Response(body, media_type="application/json")
 
 
-@api.post("/models/versions", status_code=201, response_model=ModelVersion, tags=["models"], responses=_errors(403))
+@api.post("/models/versions", status_code=201, response_model=ModelVersion, tags=["models"], responses=_errors(403, 413))
 async def register_model(
     request: Request, body: RegisterModel, _: Annotated[str, Depends(write_access)]
 ) -> ModelVersion:
@@ -290,7 +291,7 @@ async def register_model(
     return await run_in_threadpool(registry.register, runtime(request).store, body)
 
 
-@api.post("/models/rollback", response_model=ModelVersions, tags=["models"], responses=_errors(403, 404, 409))
+@api.post("/models/rollback", response_model=ModelVersions, tags=["models"], responses=_errors(403, 404, 409, 413))
 async def rollback(
     request: Request, _: Annotated[str, Depends(write_access)], body: Annotated[Rollback | None, Body()] = None
 ) -> ModelVersions:

@@ -10,7 +10,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from v4runtime.monitoring.ids import new_id
 
@@ -30,8 +38,20 @@ def _not_bool(value: Any) -> Any:
     return value
 
 
+def _no_nul(value: str) -> str:
+    # PostgreSQL cannot store U+0000 in text: refused here (422), not by the database (which failed the
+    # whole group commit, other callers' events included).
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character (\\u0000)")
+    return value
+
+
 Num = Annotated[float, BeforeValidator(_not_bool)]
 Int = Annotated[int, BeforeValidator(_not_bool)]
+#: Free text that is stored: any characters but NUL.
+Text = Annotated[str, AfterValidator(_no_nul)]
+#: Largest integer a BIGINT column holds (both backends store integers as signed 64-bit).
+MAX_INT64 = (1 << 63) - 1
 
 _ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
 
@@ -54,15 +74,15 @@ class InferenceEvent(_Strict):
     latency_ms: Num = Field(ge=0, le=3_600_000, description="End-to-end inference latency in milliseconds.")
     probability: Num | None = Field(default=None, ge=0, le=1, description="Stego probability; null on error.")
     prediction: Prediction | None = Field(default=None, description="Decision at the threshold; null on error.")
-    method: str | None = Field(default=None, max_length=32, description="Most likely embedding method, if any.")
-    image_format: str | None = Field(default=None, max_length=16, description="Container format, e.g. png.")
+    method: Text | None = Field(default=None, max_length=32, description="Most likely embedding method, if any.")
+    image_format: Text | None = Field(default=None, max_length=16, description="Container format, e.g. png.")
     image_bytes: Int | None = Field(default=None, ge=0, le=1 << 40)
     width: Int | None = Field(default=None, ge=0, le=1 << 20)
     height: Int | None = Field(default=None, ge=0, le=1 << 20)
     label: Prediction | None = Field(default=None, description="Ground truth, when known (labelled traffic).")
-    error: str | None = Field(default=None, max_length=64, description="Error reason when the scan failed.")
-    pod: str | None = Field(default=None, max_length=128)
-    node: str | None = Field(default=None, max_length=128)
+    error: Text | None = Field(default=None, max_length=64, description="Error reason when the scan failed.")
+    pod: Text | None = Field(default=None, max_length=128)
+    node: Text | None = Field(default=None, max_length=128)
 
     @field_validator("timestamp", mode="before")
     @classmethod
@@ -203,8 +223,8 @@ class AlertList(_Strict):
 class Acknowledge(_Strict):
     """Body of ``POST /alerts/{id}/acknowledge``."""
 
-    by: str = Field(default="operator", min_length=1, max_length=64)
-    comment: str | None = Field(default=None, max_length=500)
+    by: Text = Field(default="operator", min_length=1, max_length=64)
+    comment: Text | None = Field(default=None, max_length=500)
     suppress_until: datetime | None = Field(
         default=None, description="No notifications are sent for this alert before this time."
     )
@@ -248,9 +268,9 @@ class RegisterModel(_Strict):
 
     version: str = Field(min_length=1, max_length=64, pattern=_ID_PATTERN)
     role: Literal["current", "canary", "retired"] = "canary"
-    path: str | None = Field(default=None, max_length=4096)
+    path: Text | None = Field(default=None, max_length=4096)
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
-    size_bytes: Int | None = Field(default=None, ge=0)
+    size_bytes: Int | None = Field(default=None, ge=0, le=MAX_INT64)
     fpr: Num | None = Field(default=None, ge=0, le=1)
     tpr: Num | None = Field(default=None, ge=0, le=1)
 
@@ -259,7 +279,7 @@ class Rollback(_Strict):
     """Body of ``POST /models/rollback``: back to ``to_version``, or to the previous version."""
 
     to_version: str | None = Field(default=None, max_length=64, pattern=_ID_PATTERN)
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Text | None = Field(default=None, max_length=500)
 
 
 class ErrorBody(_Strict):

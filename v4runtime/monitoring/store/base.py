@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from v4runtime.errors import StoreError
 from v4runtime.monitoring.aggregates import HIST_COLUMNS, SUM_COLUMNS, MinuteAgg, deltas
 from v4runtime.monitoring.schemas import InferenceEvent
 
@@ -121,18 +122,34 @@ class ConnectionPool:
                     conn = self._factory()
                     self._all.append(conn)
             if not grow:
-                conn = self._idle.get(timeout=30)
+                try:
+                    conn = self._idle.get(timeout=30)
+                except queue.Empty:
+                    raise StoreError("no database connection free after 30 s") from None
         try:
             yield conn
         except BaseException:
-            if getattr(conn, "broken", False) or getattr(conn, "closed", False):
+            if not self._reusable(conn):
                 # A dead server connection (e.g. PostgreSQL restarted): replace it, do not pool it.
                 with self._lock:
                     self._all.remove(conn)
+                    with contextlib.suppress(Exception):
+                        conn.close()
                 raise
             self._idle.put(conn)
             raise
         self._idle.put(conn)
+
+    @staticmethod
+    def _reusable(conn: Any) -> bool:
+        """After a failed statement: roll back, so the next borrower does not inherit an aborted transaction."""
+        if getattr(conn, "broken", False) or getattr(conn, "closed", False):
+            return False
+        try:
+            conn.rollback()
+        except Exception:  # noqa: BLE001 - a connection that cannot roll back is not reused
+            return False
+        return True
 
     def configure(self, sql: str) -> None:
         """Run a statement (a PRAGMA) on every open connection; call it while the pool is idle."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -43,6 +44,7 @@ class SQLiteStore(Store):
                 conn.execute(statement)
             conn.commit()
             conn.close()
+            self._identity = self._file_identity()
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
         self._pool = ConnectionPool(self._connect, size=8)
@@ -90,7 +92,30 @@ class SQLiteStore(Store):
             conn.execute("PRAGMA wal_autocheckpoint=0")
         return conn
 
+    def _file_identity(self) -> tuple[int, int]:
+        st = os.stat(self.path)
+        return st.st_dev, st.st_ino
+
+    def check_file(self) -> None:
+        """Raise :class:`StoreError` when the database file was deleted or replaced under the server.
+
+        Open connections keep writing to a deleted file's inode, which vanishes with the process: a
+        commit there would be acknowledged and then lost, so writes and the health check refuse it.
+        """
+        try:
+            identity = self._file_identity()
+        except OSError as exc:
+            raise StoreError(f"SQLite database file {self.path} is gone: {exc.strerror}") from exc
+        if identity != self._identity:
+            raise StoreError(f"SQLite database file {self.path} was replaced while the server ran; restart it")
+
+    def ping(self) -> float:
+        """Check the file is still the one opened, then round-trip a trivial query; returns ms."""
+        self.check_file()
+        return super().ping()
+
     def _begin(self, conn: Any) -> None:
+        self.check_file()
         conn.execute("BEGIN IMMEDIATE")
 
     def _greatest(self) -> str:
@@ -125,5 +150,6 @@ class SQLiteStore(Store):
             return conn.execute(sql, params).fetchall()
 
     def _execute(self, sql: str, params: Any) -> None:
+        self.check_file()
         with self._pool.connection() as conn:
             conn.execute(sql, params)
