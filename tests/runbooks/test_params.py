@@ -103,3 +103,33 @@ def test_parse_assignments() -> None:
     assert parse_assignments(["a=1", "b=x=y", "c="]) == {"a": "1", "b": "x=y", "c": ""}
     with pytest.raises(RunbookError, match="expected NAME=VALUE"):
         parse_assignments(["novalue"])
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "# the \"main server\nprintf '%s\\n' {{ v }}",
+        "# don't panic\nprintf '%s\\n' {{ v }}",
+        "printf '%s\\n' {{ v }} # also {{ v }}",
+        "# note: {{ v }}\nprintf '%s\\n' {{ v }}",
+        "printf '%s\\n' \"$(# it's\nprintf '%s' {{ v }})\"",
+    ],
+    ids=["double-quote-in-comment", "apostrophe-in-comment", "trailing-comment", "placeholder-in-comment", "comment-in-subst"],
+)
+def test_comments_neither_open_quotes_nor_let_a_newline_out(template: str, tmp_path) -> None:
+    hostile = "x; touch pwned\ntouch pwned2 $(touch pwned3) #"
+    params = resolve(book(Param(name="v", description="d")), {"v": hostile})
+    out = subprocess.run(["bash", "-c", substitute(template, params, {})], capture_output=True, text=True, cwd=tmp_path)
+    assert out.stdout == hostile + "\n", out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_comment_inside_a_heredoc_is_still_refused() -> None:
+    params = resolve(book(Param(name="v", description="d")), {"v": "$(touch pwned)"})
+    with pytest.raises(RunbookError, match="in a here-document"):
+        substitute("cat <<EOF\n# {{ v }}\nEOF", params, {})
+
+
+def test_nul_byte_in_a_value_is_refused() -> None:
+    with pytest.raises(RunbookError, match="'v': 'a\\\\x00b' contains a NUL byte"):
+        resolve(book(Param(name="v", description="d")), {"v": "a\0b"})

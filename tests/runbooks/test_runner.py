@@ -379,3 +379,136 @@ def test_list_and_show(tmp_path: Path) -> None:
     shown = cli(["show", "three"], cwd=tmp_path)
     assert "out (string, required): file the steps append to" in shown.stdout
     assert "rollback:  echo undo-three >> {{ out }}" in shown.stdout
+
+
+def test_second_interrupt_during_the_grace_period_kills_the_group_at_once(tmp_path: Path) -> None:
+    write_runbook(
+        tmp_path,
+        "stubborn",
+        """
+        title: Stubborn
+        purpose: Ignores SIGTERM, and so does its grandchild.
+        params:
+          dir:
+            description: state directory
+        steps:
+          - id: hold
+            description: hangs and shrugs off SIGTERM
+            run: |
+              (trap '' TERM; sleep 300) &
+              echo $! > {{ dir }}/grandchild.pid
+              trap '' TERM
+              sleep 300
+            verify: {exit_code: 0}
+            rollback: echo undo-hold >> {{ dir }}/order
+        """,
+    )
+    log = tmp_path / "audit.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "v4runtime.runbooks", "run", "stubborn", "--param", f"dir={tmp_path}"],
+        cwd=tmp_path,
+        env={**os.environ, "V4_RUNBOOK_LOG": str(log)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pid_file = tmp_path / "grandchild.pid"
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    grandchild = int(pid_file.read_text())
+    time.sleep(0.3)  # let bash reach its own `trap '' TERM`
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)  # inside the SIGTERM grace period: nothing in the group has exited
+    proc.send_signal(signal.SIGINT)  # the impatient second Ctrl-C
+    stdout, stderr = proc.communicate(timeout=60)
+    try:
+        assert proc.returncode == 130, stdout + stderr
+        assert not alive(grandchild), "the grandchild survived a double Ctrl-C"
+        assert "[1/1] hold INTERRUPTED" in stdout
+        assert (tmp_path / "order").read_text().split() == ["undo-hold"]
+        kinds = [(e["event"], e.get("step")) for e in events(log)]
+        assert kinds == [
+            ("run_start", None),
+            ("step", "hold"),
+            ("interrupted", "hold"),
+            ("rollback", "hold"),
+            ("run_end", None),
+        ]
+    finally:
+        if alive(grandchild):
+            os.killpg(os.getpgid(grandchild), signal.SIGKILL)
+
+
+def test_huge_output_is_capped_in_memory_and_on_screen(tmp_path: Path) -> None:
+    from v4runtime.runbooks.execute import MAX_OUTPUT
+
+    path = write_runbook(
+        tmp_path,
+        "chatty",
+        """
+        title: Chatty
+        purpose: Floods its output, in one line, with invalid UTF-8 at the end.
+        steps:
+          - id: flood
+            description: 12 MB without a newline, then fails
+            run: "echo first-line; head -c 12000000 /dev/zero | tr '\\\\0' x; printf '\\\\377 last-line\\\\n'; exit 3"
+            verify: {exit_code: 0}
+        """,
+    )
+    screen = io.StringIO()
+    result = Runner(load_file(path), RunOptions(log_path=tmp_path / "a.jsonl"), Progress(screen, tty=False)).run()
+    assert (result.status, result.exit_code) == ("failed", 1)
+    output = result.steps[0].output
+    assert len(output) <= MAX_OUTPUT + 100
+    assert output.startswith("first-line\n") and output.endswith("\ufffd last-line\n")
+    assert re.search(r"\[\.\.\. \d+ bytes of output omitted \.\.\.\]", output)
+    assert len(screen.getvalue()) < 20_000, "a single huge line went to the screen"
+    assert "more characters]" in screen.getvalue()
+
+
+def test_hangup_is_an_interrupt_not_a_silent_death(tmp_path: Path) -> None:
+    write_runbook(
+        tmp_path,
+        "remote",
+        """
+        title: Remote
+        purpose: The operator's SSH session drops mid-step.
+        params:
+          dir:
+            description: state directory
+        steps:
+          - id: wait
+            description: hangs until the session goes away
+            run: |
+              sleep 300 &
+              echo $! > {{ dir }}/sleeper.pid
+              wait
+            verify: {exit_code: 0}
+            rollback: echo undo-wait >> {{ dir }}/order
+        """,
+    )
+    log = tmp_path / "audit.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "v4runtime.runbooks", "run", "remote", "--param", f"dir={tmp_path}"],
+        cwd=tmp_path,
+        env={**os.environ, "V4_RUNBOOK_LOG": str(log)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    pid_file = tmp_path / "sleeper.pid"
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sleeper = int(pid_file.read_text())
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the terminal is gone: writing progress now fails with EPIPE
+    proc.stderr.close()
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=60) == 130
+    assert not alive(sleeper), "the step kept running after the hang-up"
+    assert (tmp_path / "order").read_text().split() == ["undo-wait"]
+    end = events(log)[-1]
+    assert (end["event"], end["status"], end["rollbacks"]) == ("run_end", "interrupted", [{"step": "wait", "exit_code": 0}])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,56 @@ def test_schema_table_lists_every_key() -> None:
     for key in ("title", "steps[].timeout", "steps[].verify.expect", "params.NAME.secret"):
         assert f"| `{key}` |" in table
     assert "| `steps[].timeout` | number (> 0, ≤ 86400) | `60` |" in table
+
+
+def _alias_bomb() -> str:
+    lines = ["a0: &a0 [" + ", ".join(["lol"] * 10) + "]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    return "\n".join([*lines, "title: *a8", "purpose: P", "steps: []"]) + "\n"
+
+
+STEP_WITH = "title: T\npurpose: P\nsteps:\n  - id: a\n    description: d\n    run: 'true'\n    verify: 'true'\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x00\xff\xfe binary", "not UTF-8 text (byte 0xff at offset 1)"),
+        (STEP_WITH.encode() + b"    run: 'false'\n", "field 'line 8': not valid YAML: duplicate key 'run' (first on line 6)"),
+        (STEP_WITH.replace("steps:", "params:\n  1: {description: x}\nsteps:").encode(), "field 'line 4': not valid YAML: mapping key 1 is not a string"),
+        (("[" * 5000 + "]" * 5000).encode(), "not valid YAML: nested too deeply"),
+        (_alias_bomb().encode(), "document expands to more than 50000 values"),
+        (STEP_WITH.replace("verify: 'true'", "verify: {}").encode(), "step 'a' (#1): field 'verify': {} should be non-empty"),
+        (STEP_WITH.replace("run: 'true'", 'run: "echo \\0"').encode(), "step 'a' (#1): field 'run': contains a NUL byte"),
+        (
+            STEP_WITH.replace("steps:", "params:\n  p: {description: x, default: \"a\\0b\"}\nsteps:").encode(),
+            "field 'params.p.default': parameter 'p': 'a\\x00b' contains a NUL byte",
+        ),
+    ],
+    ids=["binary", "duplicate-key", "non-string-key", "deep", "alias-bomb", "empty-verify", "nul-command", "nul-default"],
+)
+def test_malformed_file_is_a_validation_error_not_a_crash(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "runbooks" / "broken.yml"
+    path.parent.mkdir()
+    path.write_bytes(content)
+    result = cli(["validate", "runbooks/broken.yml"], cwd=tmp_path, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"invalid: runbooks/broken.yml: {message}" in result.stderr
+    with pytest.raises(RunbookValidationError):
+        load_file(path)
+
+
+def test_validate_reports_unreadable_paths_and_still_checks_the_rest(tmp_path: Path) -> None:
+    good = write_runbook(tmp_path, "good", "title: T\npurpose: P\nsteps:\n" + GOOD_STEP.lstrip("\n"))
+    (tmp_path / "runbooks" / "dir.yml").mkdir()
+    os.mkfifo(tmp_path / "runbooks" / "pipe.yml")  # opening it for reading would block forever
+    args = ["validate", "runbooks/dir.yml", "runbooks/pipe.yml", "runbooks/missing.yml", str(good)]
+    result = cli(args, cwd=tmp_path, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "invalid: runbooks/dir.yml: cannot read: is a directory, not a runbook file" in result.stderr
+    assert "invalid: runbooks/pipe.yml: cannot read: not a regular file" in result.stderr
+    assert "invalid: runbooks/missing.yml: cannot read: No such file or directory" in result.stderr
+    assert "1 of 4 runbook(s) valid (1 steps)" in result.stdout
+    ran = cli(["run", "runbooks/pipe.yml"], cwd=tmp_path, timeout=60)
+    assert ran.returncode == 2 and ran.stderr == "error: runbooks/pipe.yml: cannot read: not a regular file\n"

@@ -6,6 +6,7 @@ Thin wrappers: every subcommand calls the same functions the Python API offers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -152,12 +153,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     result = Runner(book, options).run()
     if result.exit_code and result.status == "rehearsed":
-        print(f"error: runbook {book.name!r}: a rollback failed in the drill (run {result.run_id})", file=sys.stderr)
+        _tell(f"error: runbook {book.name!r}: a rollback failed in the drill (run {result.run_id})")
     elif result.exit_code:
         verb = "was interrupted at" if result.status == "interrupted" else "failed at"
-        print(f"error: runbook {book.name!r} {verb} step {result.failed_step!r} (run {result.run_id}; "
-              f"see `v4runtime runbook log --run {result.run_id}`)", file=sys.stderr)
+        _tell(f"error: runbook {book.name!r} {verb} step {result.failed_step!r} (run {result.run_id}; "
+              f"see `v4runtime runbook log --run {result.run_id}`)")
     return result.exit_code
+
+
+def _tell(message: str) -> None:
+    """Print to stderr; after a hang-up there may be no terminal left, and the exit status must survive."""
+    with contextlib.suppress(OSError, ValueError):
+        print(message, file=sys.stderr, flush=True)
 
 
 def _fmt(event: dict[str, Any]) -> str:
@@ -192,18 +199,22 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate runbooks; prints every problem (file, step, field) and returns 1 when any is invalid."""
+    from v4runtime.errors import RunbookError
     from v4runtime.runbooks.loader import load_file, runbook_files
     from v4runtime.runbooks.schema import RunbookValidationError
 
     files = args.files or runbook_files(_dir(args))
     bad, steps = 0, 0
-    for path in files:
+    for path in files:  # one bad or unreadable file does not hide the verdict on the others
         try:
             steps += len(load_file(path).steps)
         except RunbookValidationError as exc:
             bad += 1
             for problem in exc.problems:
                 print(f"invalid: {problem}", file=sys.stderr)
+        except RunbookError as exc:
+            bad += 1
+            print(f"invalid: {exc}", file=sys.stderr)
     print(f"{len(files) - bad} of {len(files)} runbook(s) valid ({steps} steps)")
     return 1 if bad else 0
 

@@ -9,6 +9,7 @@ than a pipe: a step may leave a server running in the background, and a pipe wou
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,11 +18,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 #: Seconds between SIGTERM and SIGKILL when a process group is stopped.
 KILL_GRACE = 2.0
 #: Prepended to every command: stop at the first failing line or pipeline stage.
 PRELUDE = "set -eo pipefail\n"
+#: Most bytes of a command's output kept in memory: the first and last half, the middle elided.
+MAX_OUTPUT = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -43,25 +47,42 @@ class Interrupted(Exception):
 
 
 def kill_group(pgid: int, grace: float = KILL_GRACE, proc: subprocess.Popen[bytes] | None = None) -> None:
-    """SIGTERM the process group, wait up to ``grace`` seconds, then SIGKILL whatever is left."""
+    """SIGTERM the process group, wait up to ``grace`` seconds, then SIGKILL whatever is left.
+
+    A Ctrl-C/SIGTERM that arrives during the grace period (an impatient second Ctrl-C) cuts
+    it short: the group is SIGKILLed at once, the leader reaped, and the interrupt re-raised.
+    """
+    interrupted = False
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pgid, sig)
         except ProcessLookupError:
-            return
+            break
         if sig == signal.SIGTERM:
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline:
-                if proc is not None and proc.poll() is None:
-                    time.sleep(0.05)
-                    continue
-                try:  # leader gone; are other members left?
-                    os.killpg(pgid, 0)
-                except ProcessLookupError:
-                    return
-                time.sleep(0.05)
+            try:
+                if _gone_within(pgid, grace, proc):
+                    break
+            except KeyboardInterrupt:
+                interrupted = True
     if proc is not None:
         proc.wait()
+    if interrupted:
+        raise KeyboardInterrupt
+
+
+def _gone_within(pgid: int, grace: float, proc: subprocess.Popen[bytes] | None) -> bool:
+    """Wait up to ``grace`` seconds for every member of the group to exit; True when they did."""
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is None:
+            time.sleep(0.05)
+            continue
+        try:  # leader gone; are other members left?
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def run_command(
@@ -110,14 +131,29 @@ def run_command(
                         kill_group(proc.pid, proc=proc)
                         break
         except KeyboardInterrupt:
-            kill_group(proc.pid, proc=proc)
+            with contextlib.suppress(KeyboardInterrupt):  # a second one: kill_group escalated to SIGKILL
+                kill_group(proc.pid, proc=proc)
             raise Interrupted(_completed(out, proc, start, False, interrupted=True)) from None
         return _completed(out, proc, start, timed_out)
 
 
-def _completed(out, proc: subprocess.Popen[bytes], start: float, timed_out: bool, interrupted: bool = False) -> Completed:
+def read_output(out: BinaryIO, limit: int = MAX_OUTPUT) -> str:
+    """The captured output as text (invalid UTF-8 replaced); beyond ``limit`` bytes only head and tail."""
+    size = out.seek(0, os.SEEK_END)
     out.seek(0)
-    text = out.read().decode("utf-8", errors="replace")
+    if size <= limit:
+        return out.read().decode("utf-8", errors="replace")
+    head = out.read(limit // 2)
+    out.seek(size - limit // 2)
+    tail = out.read()
+    marker = f"\n[... {size - len(head) - len(tail)} bytes of output omitted ...]\n"
+    return head.decode("utf-8", errors="replace") + marker + tail.decode("utf-8", errors="replace")
+
+
+def _completed(
+    out: BinaryIO, proc: subprocess.Popen[bytes], start: float, timed_out: bool, interrupted: bool = False
+) -> Completed:
+    text = read_output(out)
     code = proc.returncode if proc.returncode is not None else -1
     if timed_out:
         code = 124

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
+from typing import Any
 
 import yaml
+from yaml.constructor import ConstructorError
 
 from v4runtime.errors import RunbookError
 from v4runtime.runbooks.model import Runbook
@@ -14,6 +17,47 @@ from v4runtime.runbooks.schema import Problem, RunbookValidationError, validate
 #: Environment variable that overrides where runbooks are looked up.
 DIR_ENV = "V4_RUNBOOK_DIR"
 SUFFIXES = (".yml", ".yaml")
+#: Largest runbook file accepted (bytes); real ones are a few KiB.
+MAX_BYTES = 1 << 20
+#: Most values (scalars, lists, mappings) a document may hold once YAML aliases are expanded.
+MAX_NODES = 50_000
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate and non-string mapping keys instead of losing data."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """Check every key (string, not repeated), then build the mapping as SafeLoader does."""
+        seen: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise ConstructorError(
+                    None, None, f"mapping key {key!r} is not a string (quote it)", key_node.start_mark
+                )
+            if key in seen:
+                raise ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def _too_big(data: Any) -> bool:
+    """True when ``data`` holds more than :data:`MAX_NODES` values (e.g. a YAML alias bomb)."""
+    stack, count = [data], 0
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def find_dir(start: Path | None = None) -> Path:
@@ -46,22 +90,47 @@ def _display(path: Path) -> str:
         return str(path)
 
 
+def _read(path: Path, file: str) -> str:
+    """The file's text; refuses directories, pipes, devices, oversized and non-UTF-8 files."""
+    try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise RunbookError(f"{file}: cannot read: is a directory, not a runbook file")
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+            raise RunbookError(f"{file}: cannot read: not a regular file")
+        if info.st_size > MAX_BYTES:
+            raise RunbookError(f"{file}: cannot read: {info.st_size} bytes is more than the {MAX_BYTES} allowed")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise RunbookError(f"{file}: cannot read: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        raise RunbookValidationError([Problem(file, None, None, problem)]) from None
+
+
 def load_file(path: Path) -> Runbook:
     """Load and validate one runbook file.
 
     Raises:
-        RunbookValidationError: the file is not valid YAML or does not match the schema.
+        RunbookError: the file cannot be read (missing, a directory, a pipe, too big).
+        RunbookValidationError: the file is not UTF-8 YAML or does not match the schema.
     """
     file = _display(path)
+    text = _read(path, file)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RunbookError(f"{file}: cannot read: {exc.strerror}") from None
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise RunbookValidationError([Problem(file, None, where, f"not valid YAML: {problem}")]) from None
+    except RecursionError:
+        raise RunbookValidationError([Problem(file, None, None, "not valid YAML: nested too deeply")]) from None
+    if _too_big(data):
+        problem = f"document expands to more than {MAX_NODES} values (YAML aliases?)"
+        raise RunbookValidationError([Problem(file, None, None, problem)])
     return validate(data, file, path.stem)
 
 
@@ -72,7 +141,7 @@ def load(name: str, directory: Path | None = None) -> Runbook:
         RunbookError: no such runbook, or it is invalid.
     """
     candidate = Path(name)
-    if candidate.suffix in SUFFIXES and candidate.is_file():
+    if candidate.suffix in SUFFIXES and os.path.lexists(candidate):  # a path: report why it cannot load
         return load_file(candidate)
     folder = directory or find_dir()
     for suffix in SUFFIXES:

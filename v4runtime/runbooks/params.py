@@ -83,6 +83,8 @@ def coerce(param: Param, raw: ParamValue) -> ParamValue:
         value = _convert(param.type, raw)
     except ValueError:
         raise RunbookError(f"parameter {param.name!r}: {shown} is not a valid {param.type}") from None
+    if "\0" in _text(value):  # cannot travel in a command line or the environment
+        raise RunbookError(f"parameter {param.name!r}: {shown} contains a NUL byte")
     if param.enum is not None and value not in param.enum:
         allowed = ", ".join(_text(v) for v in param.enum)
         raise RunbookError(f"parameter {param.name!r}: {shown} is not one of: {allowed}")
@@ -139,11 +141,16 @@ def resolve(runbook: Runbook, given: Mapping[str, ParamValue]) -> ResolvedParams
     return ResolvedParams(values, frozenset(p.name for p in runbook.params if p.secret))
 
 
+#: Characters after which a ``#`` starts a shell comment (it must begin a word).
+_WORD_BREAK = " \t\n;&|()<>"
+
+
 def _placeholder_contexts(command: str) -> list[tuple[re.Match[str], str]]:
-    """Each placeholder with its shell quoting context: ``plain``, ``double``, ``single`` or ``heredoc``.
+    """Each placeholder with its shell context: ``plain``, ``double``, ``single``, ``heredoc`` or ``comment``.
 
     A small lexer: quotes, backslashes, ``$( )``/``( )`` and backticks (which reset quoting
-    inside double quotes), and ``<<`` here-documents (everything after one counts as heredoc).
+    inside double quotes), ``#`` comments (a quote in a comment opens nothing; a newline ends
+    it), and ``<<`` here-documents (everything after one counts as heredoc).
     """
     found: list[tuple[re.Match[str], str]] = []
     stack = ["plain"]
@@ -156,6 +163,12 @@ def _placeholder_contexts(command: str) -> list[tuple[re.Match[str], str]]:
             i = match.end()
             continue
         c, top = command[i], stack[-1]
+        if c == "#" and top == "plain" and not heredoc and (i == 0 or command[i - 1] in _WORD_BREAK):
+            end = command.find("\n", i)
+            end = len(command) if end < 0 else end
+            found.extend((m, "comment") for m in PLACEHOLDER.finditer(command, i, end))
+            i = end
+            continue
         if top == "single":
             if c == "'":
                 stack.pop()
@@ -226,7 +239,12 @@ def substitute(command: str, params: ResolvedParams, builtins: Mapping[str, str]
             value = f"${{{env_name(name)}}}" if context == "double" else f'"${env_name(name)}"'
         elif name in params.values or name in builtins:
             text = _text(params.values[name]) if name in params.values else builtins[name]
-            value = _double_quoted(text) if context == "double" else shlex.quote(text)
+            if context == "double":
+                value = _double_quoted(text)
+            elif context == "comment":  # a newline would end the comment: the rest would run
+                value = shlex.quote(text).replace("\r", "\\r").replace("\n", "\\n")
+            else:
+                value = shlex.quote(text)
         else:
             raise RunbookError(f"unknown placeholder {{{{ {name} }}}} in command: {command!r}")
         parts.append(command[last : match.start()] + value)

@@ -5,7 +5,7 @@ Semantics (also in docs/reference/runbooks.md):
 - A step runs its ``run`` command; it passes when the verification passes (``verify``: a
   command, or checks on the step's own exit status/output; ``expect`` is a regex).
 - A failed attempt is retried ``retries`` times. When a step finally fails, times out, is
-  declined at its ``confirm`` gate, or the run is interrupted (Ctrl-C / SIGTERM), the run
+  declined at its ``confirm`` gate, or the run is interrupted (Ctrl-C / SIGTERM / SIGHUP), the run
   stops and rolls back: the stopped step's own ``rollback`` first (it may have partly applied;
   not for a declined step, which never ran), then the rollbacks of the completed steps in
   reverse order. Rollbacks must therefore be idempotent.
@@ -112,23 +112,27 @@ def select_steps(runbook: Runbook, from_step: str | None, only: Sequence[str]) -
 
 @contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C, and make sure Ctrl-C interrupts, while a run is in progress."""
+    """Treat SIGTERM and SIGHUP (the terminal or SSH session went away) like Ctrl-C while a run is in progress.
+
+    Without this a hang-up would kill the runner outright: no rollback, no ``run_end``, and the
+    step's process group (in its own session, so the hang-up does not reach it) left running.
+    """
 
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = [(sig, signal.signal(sig, handler)) for sig in (signal.SIGTERM, signal.SIGHUP)]
         # A process started in the background by a shell inherits SIGINT ignored; take it back.
-        previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+        previous.append((signal.SIGINT, signal.signal(signal.SIGINT, signal.default_int_handler)))
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_int)
+        for sig, handler_before in previous:
+            signal.signal(sig, handler_before)
 
 
 @contextmanager
@@ -140,7 +144,7 @@ def _shielded(progress: Progress) -> Iterator[None]:
 
     saved = []
     try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             saved.append((sig, signal.signal(sig, handler)))
     except ValueError:
         pass

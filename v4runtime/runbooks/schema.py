@@ -78,10 +78,12 @@ def _schema_problems(data: Any, file: str) -> list[Problem]:
     validator = Draft202012Validator(schema(), format_checker=FormatChecker())
     problems = []
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
-        # oneOf failures hide the useful detail one level down; report the closest sub-error.
+        # oneOf failures hide the useful detail one level down; report the deepest sub-error,
+        # and on a tie one that is not a mere type mismatch (``verify: {}`` is an empty mapping,
+        # not "not a string").
         detail = error
         if error.validator == "oneOf" and error.context:
-            detail = max(error.context, key=lambda e: len(e.absolute_path))
+            detail = max(error.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
         step, field = _locate(data, list(detail.absolute_path))
         if detail.validator == "required":
             missing = re.search(r"'([^']+)' is a required property", detail.message)
@@ -120,6 +122,8 @@ def _semantic_problems(data: dict[str, Any], file: str) -> list[Problem]:
                     problems.append(Problem(file, label, field, f"unknown parameter {{{{ {name} }}}}"))
             for message in placeholder_problems(command or ""):
                 problems.append(Problem(file, label, field, message))
+            if "\0" in (command or ""):
+                problems.append(Problem(file, label, field, "contains a NUL byte, which a command cannot hold"))
     return problems
 
 
