@@ -121,6 +121,9 @@ def test_model_registry_register_promote_and_roll_back(open_server: Server, tmp_
     v1 = httpx.post(f"{url}/v1/models/versions", json={"version": "v1", "role": "current", "sha256": "a" * 64,
                                                         "size_bytes": 123})
     assert v1.status_code == 201
+    for not_a_model in ("/etc/passwd", str(tmp_path / "candidate.card.json")):  # readable, but no model
+        refused = httpx.post(f"{url}/v1/models/versions", json={"version": "v9", "role": "current", "path": not_a_model})
+        assert refused.status_code == 422 and "not an .onnx model file" in refused.json()["error"]["message"]
     v2 = httpx.post(f"{url}/v1/models/versions", json={"version": "v2", "role": "current", "path": str(model)})
     assert v2.status_code == 201, v2.text
     body = v2.json()

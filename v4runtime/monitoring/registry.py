@@ -67,6 +67,11 @@ def _resolve_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
     try:
         if path.is_file():
+            if path.suffix.lower() != ".onnx":  # else any file the server can read could be fingerprinted
+                raise APIError(
+                    422, "validation_error", f"invalid field 'path': {name_or_path} is not an .onnx model file",
+                    details=[{"field": "path", "message": "not an .onnx file", "type": "value_error"}],
+                )
             return path
     except (OSError, ValueError):  # name too long, NUL byte, ...: not a usable path
         pass

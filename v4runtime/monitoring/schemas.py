@@ -262,8 +262,8 @@ class ModelVersions(_Strict):
 class RegisterModel(_Strict):
     """Body of ``POST /models/versions``.
 
-    Give ``path`` (a model file on the server: sha256, size and card metrics are read from it) or
-    ``sha256`` and ``size_bytes``.
+    Give ``path`` (an ``.onnx`` model file on the server, or a shipped model's name: sha256, size
+    and card metrics are read from it) or ``sha256`` and ``size_bytes``.
     """
 
     version: str = Field(min_length=1, max_length=64, pattern=_ID_PATTERN)
