@@ -345,7 +345,12 @@ def corpus_meta(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
     summary = Path(data_dir) / "corpus.json"
     if not summary.is_file():
         return {}
-    corpus = json.loads(summary.read_text(encoding="utf-8"))
+    try:
+        corpus = json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, not JSON
+        raise EvaluationError(f"cannot read {summary}: {exc} (rebuild the corpus, or remove the file)") from None
+    if not isinstance(corpus, dict):
+        raise EvaluationError(f"{summary} is not a corpus summary (expected a JSON object)")
     return {"corpus_seed": corpus.get("seed"), "manifest_sha256": corpus.get("manifest_sha256")}
 
 
@@ -364,7 +369,11 @@ def load_corpus(data_dir: str | os.PathLike[str]) -> list[Sample]:
     manifest = root / "manifest.jsonl"
     samples: list[Sample] = []
     if manifest.is_file():
-        for lineno, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            lines = manifest.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EvaluationError(f"cannot read {manifest}: {exc}") from None
+        for lineno, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
@@ -544,13 +553,19 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str], stem: 
     """Write ``<stem>.json`` and the Markdown files of :func:`render_files` into ``out_dir``.
 
     Returns the JSON and main Markdown paths.
+
+    Raises:
+        EvaluationError: ``out_dir`` cannot be made or written (a file in the way, no permission).
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     json_path = out / f"{stem}.json"
-    json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")  # key order = table order
-    for name, text in render_files(report, stem).items():
-        (out / name).write_text(text, encoding="utf-8")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")  # key order = table order
+        for name, text in render_files(report, stem).items():
+            (out / name).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise EvaluationError(f"cannot write the reports to {out}: {exc.strerror or exc} ({exc.filename})") from None
     return json_path, out / f"{stem}.md"
 
 
@@ -718,12 +733,19 @@ def evaluate(
 
     Returns:
         ``{"model": metrics, "latency": ..., "baselines": {...}, "ablation": {...}, "errors": [...]}``.
+
+    Raises:
+        EvaluationError: ``workers`` or ``ablation_stride`` below 1.
     """
     from concurrent.futures import ProcessPoolExecutor
 
     from v4runtime.scanner import _mp_context
     from v4runtime.streams.spec import STREAM_NAMES
 
+    if workers < 1:
+        raise EvaluationError(f"--workers must be at least 1, got {workers}")
+    if ablation_stride < 1:
+        raise EvaluationError(f"--ablation-stride must be at least 1, got {ablation_stride}")
     model_v: list[Verdict] = []
     base_v: dict[str, list[Verdict]] = {"V3-style": [], "chi-square": []}
     abl_v: dict[str, list[Verdict]] = {name: [] for name in STREAM_NAMES}

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from v4runtime.errors import QuantizationError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``quantize`` and ``verify-quant`` subcommands."""
@@ -110,6 +112,9 @@ def run_verify(args: argparse.Namespace) -> int:
     """Run ``v4runtime verify-quant``; exit 1 when the gate fails."""
     from v4runtime.quantization import Tolerances, render_markdown, verify_quantization
 
+    for flag, path in (("--report", args.report), ("--markdown", args.markdown)):
+        if path is not None:
+            _check_output_file(flag, path)  # before minutes of measuring, not after
     report = verify_quantization(
         args.fp32,
         args.int8,
@@ -124,10 +129,24 @@ def run_verify(args: argparse.Namespace) -> int:
         report.write_json(args.report)
     text = render_markdown(report.as_dict())
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text, encoding="utf-8")
+        try:
+            args.markdown.parent.mkdir(parents=True, exist_ok=True)
+            args.markdown.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise QuantizationError(f"cannot write {args.markdown}: {exc.strerror or exc}") from None
     print(text, end="")
     if not report.passed:
         print("error: INT8 gate failed", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_output_file(flag: str, path: Path) -> None:
+    """Refuse an output path that is a folder or lies under a file."""
+    if path.is_dir():
+        raise QuantizationError(f"{flag} {path} is a folder; give a file path")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise QuantizationError(f"{flag} {path}: {parent} is not a folder")
+            break

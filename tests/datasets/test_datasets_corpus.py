@@ -123,3 +123,95 @@ def test_progress_bar_draws_on_request(tmp_path, capsys: pytest.CaptureFixture[s
     assert "1/1 images" in capsys.readouterr().err
     build_corpus(tmp_path, clean=1, stego=0, seed=0, size=48, progress=False)
     assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(("options", "message"), [
+    ({"clean": 1, "stego": 0, "seed": -1}, "--seed must be >= 0"),
+    ({"clean": 0, "stego": 0}, "nothing to build"),
+    ({"clean": 1, "stego": 0, "size": 100_000}, "--size must be between 32 and 4096"),
+])
+def test_bad_numbers_are_refused_before_anything_is_written(tmp_path, options, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_corpus(tmp_path / "out", **{"size": 48, **options})
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_that_is_a_file_or_under_a_file(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "afile").write_text("keep me")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        code = main(["dataset", "build", "--out", str(out), "--clean", "1", "--stego", "0", "--size", "48",
+                     "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("error: ") and "is not a folder" in err and "Traceback" not in err
+    assert (tmp_path / "afile").read_text() == "keep me"
+
+
+def test_non_empty_folder_that_is_not_a_corpus_is_left_alone(tmp_path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "holiday.jpg").write_bytes(b"mine")
+    with pytest.raises(ConfigError, match="not empty and is not a corpus"):
+        build_corpus(tmp_path, clean=1, stego=0, size=48)
+    assert [p.name for p in tmp_path.rglob("*")] == ["images", "holiday.jpg"]
+
+
+def test_paths_with_spaces_and_unicode(tmp_path) -> None:
+    out = tmp_path / "my corpus" / "ünïcødé"
+    summary = build_corpus(out, clean=2, stego=1, seed=2, size=48)
+    assert [r["path"] for r in read_manifest(out)] == sorted(p.relative_to(out).as_posix()
+                                                             for p in (out / "images").rglob("*.*"))
+    assert summary.out == out
+
+
+def test_interrupted_build_keeps_the_earlier_corpus(tmp_path) -> None:
+    first = build_corpus(tmp_path, clean=3, stego=2, seed=1, size=48)
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+    calls: list[dict[str, object]] = []
+
+    def interrupt(record: dict[str, object]) -> None:  # Ctrl-C after the third image
+        calls.append(record)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_corpus(tmp_path, clean=6, stego=4, seed=9, size=48, on_record=interrupt)
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before  # same files, same bytes; no staging folder left behind
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert first.manifest.read_bytes() == before[first.manifest.relative_to(tmp_path)]
+
+
+def test_interrupted_first_build_leaves_no_manifest(tmp_path) -> None:
+    def interrupt(record: dict[str, object]) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_corpus(tmp_path / "new", clean=3, stego=1, seed=1, size=48, on_record=interrupt)
+    assert not (tmp_path / "new" / "manifest.jsonl").exists()
+    assert list((tmp_path / "new").iterdir()) == []
+
+
+def test_rebuild_replaces_the_corpus_without_stale_images(tmp_path) -> None:
+    build_corpus(tmp_path, clean=5, stego=3, seed=1, size=48)
+    build_corpus(tmp_path, clean=2, stego=1, seed=1, size=48)
+    records = read_manifest(tmp_path)
+    on_disk = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "images").rglob("*.*"))
+    assert len(records) == 3 and [r["path"] for r in records] == on_disk
+    assert json.loads((tmp_path / "corpus.json").read_text())["clean"] == 2
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('{"path": "images/clean/c0', "not JSON"),
+    ("5", "expected a JSON object"),
+    ('"path"', "expected a JSON object"),
+])
+def test_read_manifest_reports_the_bad_line(tmp_path, line: str, message: str) -> None:
+    (tmp_path / "manifest.jsonl").write_text('{"path": "a.png", "label": 0}\n' + line + "\n")
+    with pytest.raises(ConfigError, match=f"manifest.jsonl:2: {message}"):
+        read_manifest(tmp_path)
+    with pytest.raises(ConfigError, match="not found"):
+        read_manifest(tmp_path / "nowhere")
+    (tmp_path / "manifest.jsonl").write_bytes(b"\xff\xfe\n")
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_manifest(tmp_path)

@@ -12,7 +12,9 @@ import io
 import json
 import math
 import multiprocessing
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -304,6 +306,12 @@ class _Progress:
             sys.stderr.flush()
 
 
+#: Largest ``--size``: the biggest generated image (1.5 x size a side) stays under the scanner's pixel cap.
+MAX_SIZE = 4096
+#: Prefix of the staging folder a build writes into before it replaces anything.
+STAGING_PREFIX = ".building-"
+
+
 def build_corpus(
     out: str | Path,
     *,
@@ -317,8 +325,12 @@ def build_corpus(
 ) -> CorpusSummary:
     """Write ``clean`` + ``stego`` images under ``out/images`` and ``out/manifest.jsonl``.
 
+    The build writes into a staging folder inside ``out`` and only then replaces the corpus there:
+    an interrupted or failed build leaves an existing corpus as it was, and never a manifest that
+    describes images which are not all written. ``manifest.jsonl`` is the last file put in place.
+
     Args:
-        out: Output directory (created; existing corpus files are overwritten).
+        out: Output directory: new, empty, or an earlier corpus (which is replaced on success).
         clean: Number of clean images (about a third are hard negatives).
         stego: Number of stego images (methods in equal shares).
         seed: Same seed, same bytes (for the same Pillow and codec versions).
@@ -331,19 +343,59 @@ def build_corpus(
         A :class:`CorpusSummary`. Manifest lines are sorted: clean then stego, by index.
 
     Raises:
-        ConfigError: Negative counts, fewer than 1 worker, or a size below 32.
+        ConfigError: Negative counts or seed, no image at all, fewer than 1 worker, a size outside
+            32..4096, an output that is a file or a non-empty folder other than a corpus, or an
+            output that cannot be written.
     """
     if clean < 0 or stego < 0:
         raise ConfigError("--clean and --stego must be >= 0")
+    if clean + stego == 0:
+        raise ConfigError("--clean and --stego are both 0: nothing to build")
+    if seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
     if workers < 1:
         raise ConfigError("--workers must be >= 1")
-    if size < 32:
-        raise ConfigError("--size must be >= 32")
+    if not 32 <= size <= MAX_SIZE:
+        raise ConfigError(f"--size must be between 32 and {MAX_SIZE}, got {size}")
     root = Path(out)
+    _check_output(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
+    except OSError as exc:
+        raise ConfigError(f"cannot create the corpus folder {root}: {exc.strerror or exc}") from None
+    try:
+        summary = _build_in(staging, root, clean=clean, stego=stego, seed=seed, size=size, workers=workers,
+                            progress=progress, on_record=on_record)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the corpus {root}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return summary
+
+
+def _check_output(root: Path) -> None:
+    """Refuse an output that is a file, or a non-empty folder that is not a corpus (its files would be lost)."""
+    for parent in (root, *root.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"cannot build a corpus in {root}: {parent} is not a folder")
+        if parent.exists():
+            break
+    if not root.is_dir():
+        return
+    entries = [e for e in root.iterdir() if not e.name.startswith(STAGING_PREFIX)]
+    if entries and not ((root / MANIFEST).is_file() or (root / SUMMARY).is_file()):
+        raise ConfigError(f"{root} is not empty and is not a corpus (no {MANIFEST}); "
+                          "choose a new or empty folder, or an earlier corpus to replace")
+
+
+def _build_in(staging: Path, root: Path, *, clean: int, stego: int, seed: int, size: int, workers: int,
+              progress: bool | None, on_record: Callable[[dict[str, object]], None] | None) -> CorpusSummary:
+    """Generate everything in ``staging``, then move it into ``root`` (manifest last)."""
     for kind in ("clean", "stego"):
-        (root / "images" / kind).mkdir(parents=True, exist_ok=True)
-    tasks = [("clean", i, seed, size, str(root)) for i in range(clean)]
-    tasks += [("stego", i, seed, size, str(root)) for i in range(stego)]
+        (staging / "images" / kind).mkdir(parents=True)
+    tasks = [("clean", i, seed, size, str(staging)) for i in range(clean)]
+    tasks += [("stego", i, seed, size, str(staging)) for i in range(stego)]
     bar = _Progress(len(tasks), sys.stderr.isatty() if progress is None else progress)
     start = time.perf_counter()
     records: list[dict[str, object]] = []
@@ -354,8 +406,7 @@ def build_corpus(
             on_record(record)
     records.sort(key=lambda r: str(r["path"]))
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-    manifest = root / MANIFEST
-    manifest.write_text(text, encoding="utf-8")
+    (staging / MANIFEST).write_text(text, encoding="utf-8")
     digest = hashlib.sha256(text.encode()).hexdigest()
     seconds = time.perf_counter() - start
     # seconds and workers say what the build cost (the training record reports the recipe's time);
@@ -363,8 +414,15 @@ def build_corpus(
     summary = {"clean": clean, "stego": stego, "seed": seed, "size": size, "manifest": MANIFEST,
                "manifest_sha256": digest, "pillow": PIL.__version__, "seconds": round(seconds, 1),
                "workers": workers}
-    (root / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return CorpusSummary(root, manifest, clean, stego, seconds, digest)
+    (staging / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    # Commit: from here the old corpus is no longer complete (no manifest) until the new one is.
+    (root / MANIFEST).unlink(missing_ok=True)
+    if (root / "images").exists():
+        (root / "images").rename(staging / "replaced-images")
+    (staging / "images").rename(root / "images")
+    (staging / SUMMARY).replace(root / SUMMARY)
+    (staging / MANIFEST).replace(root / MANIFEST)
+    return CorpusSummary(root, root / MANIFEST, clean, stego, seconds, digest)
 
 
 def _run(tasks: list[tuple[str, int, int, int, str]], workers: int) -> Iterable[dict[str, object]]:
@@ -376,8 +434,29 @@ def _run(tasks: list[tuple[str, int, int, int, str]], workers: int) -> Iterable[
 
 
 def read_manifest(path: str | Path) -> list[dict[str, object]]:
-    """Read a manifest (the file or its corpus directory) into a list of records."""
+    """Read a manifest (the file or its corpus directory) into a list of records.
+
+    Raises:
+        ConfigError: no manifest, a manifest that is not UTF-8 text, or a line that is not a JSON object.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / MANIFEST
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not path.is_file():
+        raise ConfigError(f"{path} not found or not a file (build a corpus with `v4runtime dataset build`)")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{number}: not JSON ({exc})") from None
+        if not isinstance(record, dict):
+            raise ConfigError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+        records.append(record)
+    return records

@@ -105,7 +105,7 @@ def calibrate(
             threshold is not a floor: it was chosen on a validation split too small for this job.
 
     Raises:
-        ConfigError: The corpus has no readable clean file, or a bad target.
+        ConfigError: The corpus has no readable clean file, a bad target or floor, or fewer than 1 worker.
         EvaluationError: The folder is not a corpus.
     """
     from v4runtime.evaluation import corpus_meta, load_corpus
@@ -113,8 +113,13 @@ def calibrate(
 
     if not 0.0 <= target_fpr < 1.0:  # before minutes of scanning, not after
         raise ConfigError(f"--target-fpr must be within [0, 1), got {target_fpr}")
-    samples = load_corpus(data_dir)
     floor = DEFAULT_FLOOR if floor is None else floor
+    if not 0.0 <= floor <= 1.0:  # a threshold is a probability; NaN fails too
+        raise ConfigError(f"--floor must be within [0, 1], got {floor}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    samples = load_corpus(data_dir)
+    meta = corpus_meta(data_dir)  # a damaged corpus.json fails before the scan, not after
     with Scanner(model=model, threshold=0.0) as scanner:
         results = scanner.scan_many([s.path for s in samples], workers=workers)
     readable = [(s, r) for s, r in zip(samples, results, strict=True) if r.error is None]
@@ -122,7 +127,6 @@ def calibrate(
     stego = np.array([r.probability for s, r in readable if s.is_stego], dtype=np.float32)
     threshold = choose_threshold(clean, target_fpr, floor)
     false_positives = int((clean >= threshold).sum())
-    meta = corpus_meta(data_dir)
     return Calibration(
         threshold=threshold,
         target_fpr=target_fpr,

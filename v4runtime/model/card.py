@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,15 +78,36 @@ def read_card(path: str | Path) -> ModelCard:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_file(path)
     except FileNotFoundError:
         raise ModelError(f"model card not found: {path}", reason="card_missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"cannot read model card {path}: {exc}", reason="card_invalid") from None
     try:
         return ModelCard.model_validate_json(text)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "card"
         raise ModelError(f"invalid model card {path}: {where}: {first['msg']}", reason="card_invalid") from None
+
+
+def read_text_file(path: str | Path, max_bytes: int = 64 * 1024 * 1024) -> str:
+    """The UTF-8 text of the regular file at ``path``, without ever blocking on a named pipe.
+
+    Raises:
+        FileNotFoundError: no such file.
+        OSError: a folder, pipe, socket or device; over ``max_bytes``; or unreadable.
+        UnicodeDecodeError: not UTF-8 text.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a pipe with no writer opens at once
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a pipe or device?)"
+            raise OSError(f"{path} is {kind}")
+        if info.st_size > max_bytes:
+            raise OSError(f"{path} is {info.st_size} bytes, over the limit of {max_bytes}")
+        return fh.read(max_bytes + 1).decode("utf-8")
 
 
 def write_card(card: ModelCard, path: str | Path) -> Path:

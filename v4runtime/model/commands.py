@@ -106,31 +106,46 @@ def _card(args: argparse.Namespace) -> int:
     from v4runtime.model.registry import resolve_model
 
     resolved = resolve_model(args.model)
+    report = _read_report(args.reproduction) if args.reproduction else None  # bad input fails before any write
     if args.docs:
         from v4runtime.model.report import write_docs
 
-        for path in write_docs(resolved.path, resolved.card, args.docs):
+        try:
+            written = write_docs(resolved.path, resolved.card, args.docs)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the docs fragments to {args.docs}: {exc.strerror or exc}") from None
+        for path in written:
             print(f"wrote {path}")
     if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(render_markdown(resolved.card), encoding="utf-8")
+        try:
+            Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.markdown).write_text(render_markdown(resolved.card), encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {args.markdown}: {exc.strerror or exc}") from None
         print(f"wrote {args.markdown}")
-    if args.reproduction:
-        return _reproduction(args.reproduction, resolved.card, args.docs)
+    if report is not None:
+        return _reproduction(report, resolved.card, args.docs)
     if not (args.markdown or args.docs):
         print(resolved.card.model_dump_json(indent=2))
     return 0
 
 
-def _reproduction(report_path: str, card: ModelCard, docs: str | None) -> int:
-    from v4runtime.model.reproduction import add_to_record, compare, describe
+def _read_report(report_path: str) -> dict:
+    """A training report (``train --report``), read without blocking on a pipe."""
+    from v4runtime.model.card import read_text_file
 
     try:
-        report = json.loads(Path(report_path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        report = json.loads(read_text_file(report_path))
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, not JSON
         raise ConfigError(f"cannot read the training report {report_path}: {exc}") from None
     if not isinstance(report, dict) or "sha256" not in report:
         raise ConfigError(f"{report_path} is not a training report (v4runtime train --report): no sha256")
+    return report
+
+
+def _reproduction(report: dict, card: ModelCard, docs: str | None) -> int:
+    from v4runtime.model.reproduction import add_to_record, compare, describe
+
     rep = compare(report, card)
     print(describe(rep))
     if docs:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -101,24 +102,33 @@ def read_manifest(data_dir: str | Path) -> list[Sample]:
     manifest = data_dir / MANIFEST
     if not manifest.is_file():
         raise ConfigError(f"{data_dir} is not a corpus: {MANIFEST} not found (build one with `v4runtime dataset build`)")
+    try:
+        lines = manifest.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {manifest}: {exc}") from None
     samples = []
-    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-            method = _first(record, "method")
-            stego = bool(_first(record, "label", "stego", "is_stego", default=method is not None))
-            rel = _first(record, "path", "file")
-        except (json.JSONDecodeError, AttributeError) as exc:
+        except json.JSONDecodeError as exc:
             raise ConfigError(f"{manifest}:{number}: not a JSON object ({exc})") from None
+        if not isinstance(record, dict):
+            raise ConfigError(f"{manifest}:{number}: not a JSON object (got {type(record).__name__})")
+        method = _first(record, "method")
+        stego = bool(_first(record, "label", "stego", "is_stego", default=method is not None))
+        rel = _first(record, "path", "file")
         if rel is None:
             raise ConfigError(f"{manifest}:{number}: record has no 'path'")
+        if not isinstance(rel, str) or not rel:
+            raise ConfigError(f"{manifest}:{number}: 'path' must be a file name, got {rel!r}")
         if stego and method not in METHODS:
             raise ConfigError(f"{manifest}:{number}: unknown method {method!r} (expected one of {list(METHODS)})")
         path = data_dir / rel
         if not path.is_file():
-            raise ConfigError(f"{manifest}:{number}: image file {path} not found")
+            what = "is not a regular file" if path.exists() else "not found"
+            raise ConfigError(f"{manifest}:{number}: image file {path} {what}")
         try:
             payload_bytes = int(_first(record, "payload_bytes", "payload_size", default=0) or 0)
             cover_lsb_z = None if record.get("cover_lsb_z") is None else float(record["cover_lsb_z"])
@@ -199,6 +209,28 @@ def _cache_key(manifest_sha: str) -> str:
     return f"v{CACHE_VERSION}|{manifest_sha}|{contract}|{extractor_fingerprint()}"
 
 
+def _read_cache(cache: Path, key: str) -> dict[str, np.ndarray] | None:
+    """The cached streams when ``cache`` is readable and made for ``key``; None otherwise (a corrupt
+    or truncated cache is only a missed cache: the streams are extracted again)."""
+    try:
+        with np.load(cache, allow_pickle=False) as stored:
+            if str(stored["key"]) != key:
+                return None
+            return {name: stored[name] for name in STREAM_NAMES}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def _write_cache(cache: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
+    """Store the streams beside the manifest; a corpus folder that cannot be written only goes uncached."""
+    tmp = cache.with_suffix(".tmp.npz")
+    try:
+        np.savez(tmp, key=np.array(key), **arrays)
+        tmp.replace(cache)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
 def load_corpus(data_dir: str | Path, workers: int = 1) -> tuple[StreamSet, str]:
     """Streams and labels of the corpus in ``data_dir`` and its manifest's sha256, from the cache
     when it is current (else extracted and cached)."""
@@ -209,15 +241,11 @@ def load_corpus(data_dir: str | Path, workers: int = 1) -> tuple[StreamSet, str]
     cache = data_dir / CACHE
     arrays: dict[str, np.ndarray] | None = None
     if cache.is_file():
-        with np.load(cache, allow_pickle=False) as stored:
-            if str(stored["key"]) == key:
-                arrays = {name: stored[name] for name in STREAM_NAMES}
+        arrays = _read_cache(cache, key)
     cached = arrays is not None
     if arrays is None:
         arrays = extract_all([s.path for s in samples], workers=workers)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, key=np.array(key), **arrays)
-        tmp.replace(cache)
+        _write_cache(cache, key, arrays)
     streams = StreamSet(
         arrays=arrays,
         labels=np.array([s.stego for s in samples], dtype=np.float32),

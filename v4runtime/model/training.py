@@ -10,6 +10,7 @@ TPR are printed; at the end the decision threshold is calibrated on the validati
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
@@ -92,6 +93,50 @@ class TrainResult:
     threshold: float
     history: list[dict[str, Any]] = field(default_factory=list)
     final: Scores | None = None
+
+
+def check_config(config: TrainConfig) -> None:
+    """Refuse hyper-parameters no run can use, before any corpus is read.
+
+    Raises:
+        ConfigError: naming the first bad option.
+    """
+    def finite(value: float) -> bool:
+        return math.isfinite(value)
+
+    rules: list[tuple[bool, str]] = [
+        (config.epochs >= 1, f"--epochs must be at least 1, got {config.epochs}"),
+        (config.batch_size >= 1, f"--batch-size must be at least 1, got {config.batch_size}"),
+        (config.seed >= 0, f"--seed must be >= 0, got {config.seed}"),
+        (config.workers >= 1, f"--workers must be at least 1, got {config.workers}"),
+        (config.threads >= 1, f"--threads must be at least 1, got {config.threads}"),
+        (0.0 < config.val_fraction < 1.0, f"--val-fraction must be between 0 and 1, got {config.val_fraction}"),
+        (finite(config.lr) and config.lr > 0, f"--lr must be a positive number, got {config.lr}"),
+        (finite(config.clean_weight) and config.clean_weight > 0,
+         f"--clean-weight must be a positive number, got {config.clean_weight}"),
+        (finite(config.unsignalled_weight) and config.unsignalled_weight >= 0,
+         f"--unsignalled-weight must be >= 0, got {config.unsignalled_weight}"),
+        (finite(config.structured_weight) and config.structured_weight >= 0,
+         f"--structured-weight must be >= 0, got {config.structured_weight}"),
+        (config.structured_z is None or finite(config.structured_z),
+         f"--structured-z must be a number, got {config.structured_z}"),
+        (0.0 <= config.stream_dropout < 1.0, f"--stream-dropout must be in [0, 1), got {config.stream_dropout}"),
+        (0.0 <= config.label_smoothing < 1.0, f"--label-smoothing must be in [0, 1), got {config.label_smoothing}"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise ConfigError(message)
+
+
+def _check_output_file(path: Path, what: str) -> None:
+    """Refuse an output path that is a folder, or whose folder cannot be made (a file is in the way)."""
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder; give a file path")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"cannot write {what} {path}: {parent} is not a folder")
+            break
 
 
 def _print(message: str) -> None:
@@ -302,6 +347,12 @@ def run(data_dir: str | Path, out: str | Path, config: TrainConfig, *, name: str
     from v4runtime.model.card import build_card, card_path, write_card
     from v4runtime.model.export import export_onnx, parity
 
+    check_config(config)
+    out = Path(out)
+    _check_output_file(out, "the model")
+    _check_output_file(card_path(out), "the model card")
+    if report is not None:
+        _check_output_file(Path(report), "the report")
     build_seconds = None
     if build is not None:
         from v4runtime.datasets import build_corpus
@@ -317,38 +368,55 @@ def run(data_dir: str | Path, out: str | Path, config: TrainConfig, *, name: str
     log(f"corpus {data_dir}: {len(streams)} images, manifest sha256 {manifest_sha[:12]}… ({t1 - t0:.1f}s)")
     result = train(streams, config, log=log)
     t2 = time.perf_counter()
-    out = Path(out)
-    export_onnx(result.model, out)
-    diff = parity(result.model, out)
-    t3 = time.perf_counter()
-    log(f"exported {out} ({out.stat().st_size:,} bytes); parity max |diff| {diff:.2e}")
-    training: dict[str, Any] = {
-        "command": " ".join(["v4runtime", *(argv or [])]),
-        "corpus": _corpus_summary(data_dir),
-        "config": asdict(config),
-        "corpus_images": len(streams),
-        "corpus_stego": int(streams.labels.sum()),
-        "streams_from_cache": streams.from_cache,
-        "seconds": {**({"corpus_build": build_seconds} if build_seconds is not None else {}),
-                    "streams": round(t1 - t0, 1), "train": round(t2 - t1, 1), "export": round(t3 - t2, 1),
-                    "total": round(t3 - t0 + (build_seconds or 0.0), 1)},
-        "parity_max_abs_diff": diff,
-        "history": result.history,
-        "validation": asdict(result.final) if result.final else None,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        # Float kernels differ with the vector extensions: a seed reproduces weights on this CPU kind only.
-        **_cpu_kind(),
-    }
-    card = build_card(out, name=name or out.name.removesuffix(".onnx"), threshold=result.threshold,
-                      manifest_sha256=manifest_sha, training=training)
-    write_card(card, card_path(out))
+    # Export beside the destination and move into place only once parity holds: a failed or
+    # interrupted export never leaves a half-written file, nor replaces an earlier model.
+    staged = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    try:
+        try:
+            export_onnx(result.model, staged)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the model {out}: {exc.strerror or exc}") from None
+        diff = parity(result.model, staged)
+        t3 = time.perf_counter()
+        log(f"exported {out} ({staged.stat().st_size:,} bytes); parity max |diff| {diff:.2e}")
+        training: dict[str, Any] = {
+            "command": " ".join(["v4runtime", *(argv or [])]),
+            "corpus": _corpus_summary(data_dir),
+            "config": asdict(config),
+            "corpus_images": len(streams),
+            "corpus_stego": int(streams.labels.sum()),
+            "streams_from_cache": streams.from_cache,
+            "seconds": {**({"corpus_build": build_seconds} if build_seconds is not None else {}),
+                        "streams": round(t1 - t0, 1), "train": round(t2 - t1, 1), "export": round(t3 - t2, 1),
+                        "total": round(t3 - t0 + (build_seconds or 0.0), 1)},
+            "parity_max_abs_diff": diff,
+            "history": result.history,
+            "validation": asdict(result.final) if result.final else None,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            # Float kernels differ with the vector extensions: a seed reproduces weights on this CPU kind only.
+            **_cpu_kind(),
+        }
+        card = build_card(staged, name=name or out.name.removesuffix(".onnx"), threshold=result.threshold,
+                          manifest_sha256=manifest_sha, training=training)
+        staged_card = write_card(card, staged.with_name(staged.name + ".card"))
+        try:
+            staged.replace(out)
+            staged_card.replace(card_path(out))
+        except OSError as exc:
+            raise ConfigError(f"cannot write the model {out}: {exc.strerror or exc}") from None
+    finally:
+        staged.unlink(missing_ok=True)
+        staged.with_name(staged.name + ".card").unlink(missing_ok=True)
     summary = {"model": str(out), "sha256": card.sha256, "parameters": card.parameters, "flops": card.flops,
                "threshold": card.threshold, **training}
     if report is not None:
-        Path(report).parent.mkdir(parents=True, exist_ok=True)
-        Path(report).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        try:
+            Path(report).parent.mkdir(parents=True, exist_ok=True)
+            Path(report).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write the report {report}: {exc.strerror or exc}") from None
     log(f"card {card_path(out)}; {card.parameters:,} parameters, {card.flops / 1e6:.1f} MFLOPs/image; "
         f"total {t3 - t0:.1f}s")
     sys.stdout.flush()

@@ -10,6 +10,7 @@ true-positive rate of any embedding method by more than 0.1 pp, and agrees with 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import tempfile
 import time
@@ -98,9 +99,16 @@ class GateReport:
         return asdict(self)
 
     def write_json(self, path: str | Path) -> None:
-        """Write the report as indented JSON."""
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
+        """Write the report as indented JSON.
+
+        Raises:
+            QuantizationError: the file or its folder cannot be written.
+        """
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(json.dumps(self.as_dict(), indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise QuantizationError(f"cannot write the report {path}: {exc.strerror or exc}") from None
 
 
 def _session(path: Path):
@@ -175,6 +183,24 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
+def _check_arguments(tolerances: Tolerances, threshold: float | None, max_images: int | None, repeats: int,
+                     worst_k: int) -> None:
+    """Refuse settings the gate cannot mean (before any model is loaded)."""
+    rules = [
+        (math.isfinite(tolerances.max_dfpr_pp), f"--max-dfpr-pp must be a number, got {tolerances.max_dfpr_pp}"),
+        (math.isfinite(tolerances.min_dtpr_pp), f"--min-dtpr-pp must be a number, got {tolerances.min_dtpr_pp}"),
+        (math.isfinite(tolerances.min_agreement_pct),
+         f"--min-agreement must be a number, got {tolerances.min_agreement_pct}"),
+        (threshold is None or 0.0 <= threshold <= 1.0, f"--threshold must be within [0, 1], got {threshold}"),
+        (max_images is None or max_images >= 2, f"--max-images must be at least 2, got {max_images}"),
+        (repeats >= 1, f"--repeats must be at least 1, got {repeats}"),
+        (worst_k >= 0, f"--worst must be >= 0, got {worst_k}"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise QuantizationError(message)
+
+
 def verify_quantization(
     fp32: str | Path,
     int8: str | Path,
@@ -203,11 +229,13 @@ def verify_quantization(
 
     Raises:
         QuantizationError: A model has the wrong inputs or does not load, the folder is unusable or
-            not labelled, holds one class only, or an image cannot be read.
+            not labelled, holds one class only, an image cannot be read, or a setting is out of range
+            (threshold outside [0, 1], fewer than 2 images, fewer than 1 repeat, negative ``worst_k``).
     """
+    tolerances = tolerances or Tolerances()
+    _check_arguments(tolerances, threshold, max_images, repeats, worst_k)
     names = {"fp32": str(fp32), "int8": str(int8)}
     fp32, int8 = locate_model(fp32), locate_model(int8)
-    tolerances = tolerances or Tolerances()
     check_model_inputs(fp32)
     check_model_inputs(int8)
     image_set = load_image_set(data)

@@ -324,6 +324,7 @@ def quantize_model(
     check_model_inputs(model)
     if output.resolve() == model.resolve():
         raise QuantizationError(f"--out {output} is the FP32 model itself; choose another output path")
+    _check_output(output)
     image_set = load_image_set(calibration)
     require_both_classes(image_set, purpose="calibration", allow_unlabelled=allow_unlabelled)
     chosen = select_balanced(image_set.images, max_images)
@@ -331,7 +332,10 @@ def quantize_model(
     if reduce_range is None:  # 7-bit weights only where 8-bit products can saturate: x86 without VNNI
         host = host_features()
         reduce_range = host.machine.lower() in ("x86_64", "amd64", "i686") and not host.vnni
-    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise QuantizationError(f"cannot create the folder of --out {output}: {exc.strerror or exc}") from None
 
     excluded = list(exclude_nodes)
     losses: list[dict] = []
@@ -394,6 +398,18 @@ def quantize_model(
         layer_losses=losses,
         card=_card_path(output) if staged_card is not None else None,
     )
+
+
+def _check_output(output: Path) -> None:
+    """Refuse, before any work, an ``--out`` that is a folder or lies under a file."""
+    for path in (output, _card_path(output)):
+        if path.is_dir():
+            raise QuantizationError(f"--out {output}: {path} is a folder; give a file path")
+    for parent in output.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise QuantizationError(f"--out {output}: {parent} is not a folder")
+            break
 
 
 def read_quantization_metadata(model: str | Path) -> dict[str, str]:
