@@ -321,9 +321,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from v4runtime import evaluation
     from v4runtime.scanner import Scanner
 
+    if args.limit is not None and args.limit < 1:
+        raise evaluation.EvaluationError(f"--limit must be at least 1, got {args.limit}")
     samples = evaluation.load_corpus(args.data)
     if args.limit is not None:
         samples = samples[: args.limit]
+    corpus = evaluation.corpus_meta(args.data)  # a damaged corpus.json fails now, not after the scan
+    try:  # likewise a report folder that cannot be made
+        Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise evaluation.EvaluationError(f"cannot make the report folder {args.out_dir}: {exc.strerror or exc}") from None
     scanner = Scanner(model=args.model, threshold=args.threshold)
     bar = _progress_bar(len(samples), sys.stderr)
     report = evaluation.evaluate(
@@ -349,7 +356,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "command": "v4runtime evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
         if sys.argv[1:2] == ["evaluate"] else f"v4runtime evaluate --data {args.data}",
     }
-    report["meta"].update(evaluation.corpus_meta(args.data))
+    report["meta"].update(corpus)
     json_path, md_path = evaluation.write_report(report, args.out_dir, name)
     m = report["model"]
     print(f"model {scanner.model_name}  threshold {scanner.threshold}  files {len(samples)}")
