@@ -220,6 +220,7 @@ def test_interrupted_run_is_rolled_back_and_audited(tmp_path: Path) -> None:
         ("run_end", None),
     ]
     assert events(log)[-1]["status"] == "interrupted"
+    assert [e["signal"] for e in events(log) if e["event"] == "interrupted"] == ["SIGINT"]
 
 
 def test_audit_log_records_every_step_with_digests(tmp_path: Path) -> None:
@@ -512,3 +513,4 @@ def test_hangup_is_an_interrupt_not_a_silent_death(tmp_path: Path) -> None:
     assert (tmp_path / "order").read_text().split() == ["undo-wait"]
     end = events(log)[-1]
     assert (end["event"], end["status"], end["rollbacks"]) == ("run_end", "interrupted", [{"step": "wait", "exit_code": 0}])
+    assert [e["signal"] for e in events(log) if e["event"] == "interrupted"] == ["SIGHUP"]  # an SSH drop, not a Ctrl-C

@@ -111,20 +111,21 @@ def select_steps(runbook: Runbook, from_step: str | None, only: Sequence[str]) -
 
 
 @contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
+def _terminate_as_interrupt(received: list[str]) -> Iterator[None]:
     """Treat SIGTERM and SIGHUP (the terminal or SSH session went away) like Ctrl-C while a run is in progress.
 
     Without this a hang-up would kill the runner outright: no rollback, no ``run_end``, and the
     step's process group (in its own session, so the hang-up does not reach it) left running.
+    The name of each signal is appended to ``received``, for the audit log.
     """
 
     def handler(signum: int, frame: object) -> None:
+        received.append(signal.Signals(signum).name)
         raise KeyboardInterrupt
 
     try:
-        previous = [(sig, signal.signal(sig, handler)) for sig in (signal.SIGTERM, signal.SIGHUP)]
-        # A process started in the background by a shell inherits SIGINT ignored; take it back.
-        previous.append((signal.SIGINT, signal.signal(signal.SIGINT, signal.default_int_handler)))
+        # SIGINT too: a process started in the background by a shell inherits it ignored; take it back.
+        previous = [(sig, signal.signal(sig, handler)) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)]
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
@@ -174,8 +175,13 @@ class Runner:
         self.cwd = options.cwd or Path(runbook.path).resolve().parent.parent
         self.run_id = new_run_id()
         self.secret_values = self.params.secret_values()
+        self._signals: list[str] = []  # names of the signals received during the run, in order
 
     # -- helpers -------------------------------------------------------------------------
+    def _signal_name(self) -> str:
+        """The signal that interrupted the run, for the audit log (SIGINT when none was caught: Ctrl-C)."""
+        return self._signals[0] if self._signals else "SIGINT"
+
     def _interactive(self) -> bool:
         if self.options.interactive is not None:
             return self.options.interactive
@@ -268,12 +274,12 @@ class Runner:
         current: Step | None = None
         try:
             try:
-                with _terminate_as_interrupt():
+                with _terminate_as_interrupt(self._signals):
                     stopped = self._loop(result, env, run_dir, log, done)
             except KeyboardInterrupt:  # between commands (e.g. at a confirmation prompt)
                 current = self.steps[len(result.steps)] if len(result.steps) < len(self.steps) else None
                 step_id = current.id if current else None
-                log.event("interrupted", step=step_id, signal="SIGINT/SIGTERM")
+                log.event("interrupted", step=step_id, signal=self._signal_name())
                 self.progress.line(f"interrupted before step {step_id!r} completed")
                 result.status, result.failed_step, stopped = "interrupted", step_id, current
             if result.status == "succeeded" and self.options.rehearse_rollback:
@@ -402,7 +408,7 @@ class Runner:
             self.progress.end(self._describe(outcome, step, verify_time if verify_done else None))
             if status in {"passed", "interrupted"}:
                 if status == "interrupted":
-                    log.event("interrupted", step=step.id, signal="SIGINT/SIGTERM")
+                    log.event("interrupted", step=step.id, signal=self._signal_name())
                 return outcome
             self.progress.output(output)
         return outcome
