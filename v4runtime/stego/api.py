@@ -123,7 +123,7 @@ def embed(
 
 
 def extract(
-    image: bytes | str | os.PathLike[str],
+    image: bytes | bytearray | memoryview | str | os.PathLike[str],
     method: str,
     *,
     bit_order: str = "lsb-first",

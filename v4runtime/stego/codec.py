@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 
 import numpy as np
 from PIL import Image
@@ -14,7 +15,8 @@ from v4runtime.streams.files import read_file
 #: The formats the methods write, by Pillow name.
 FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
 
-Cover = Image.Image | bytes | str | os.PathLike[str]
+Cover = Image.Image | bytes | bytearray | memoryview | str | os.PathLike[str]
+_BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
 def normalise_format(fmt: str) -> str:
@@ -26,21 +28,47 @@ def normalise_format(fmt: str) -> str:
     return name
 
 
+def _open_checked(data: bytes) -> Image.Image:
+    """Open and load the first frame; over Pillow's pixel limit is an error, not a warning.
+
+    Pillow only warns between ``MAX_IMAGE_PIXELS`` and twice that: a 560 KB PNG of 12000 x 12000
+    RGBA pixels then took 1.7 GB and 6 s to extract from.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        im = Image.open(io.BytesIO(data))
+        im.seek(0)
+        im.load()
+    return im
+
+
 def load_cover(cover: Cover) -> Image.Image:
-    """Return the first frame of ``cover`` as a loaded Pillow image (``1``/CMYK/16-bit made 8-bit)."""
+    """Return the first frame of ``cover`` as a loaded Pillow image (``1``/CMYK/16-bit made 8-bit).
+
+    Raises:
+        EmbedError: ``bad_cover``: unreadable, no pixels (0 wide or high), or a mode with no
+            8-bit conversion.
+    """
     if isinstance(cover, Image.Image):
         im = cover
     else:
         try:
-            im = Image.open(io.BytesIO(cover if isinstance(cover, bytes) else read_file(cover)))
-            im.seek(0)
-            im.load()
+            im = _open_checked(bytes(cover) if isinstance(cover, _BYTES_LIKE) else read_file(cover))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise EmbedError(f"the cover image is too large: {exc}", reason="too_many_pixels") from exc
         except Exception as exc:
             raise EmbedError(f"cannot read the cover image: {exc}", reason="bad_cover") from exc
-    if im.mode in ("1", "I;16", "I;16B", "I;16L", "I", "F"):
-        im = im.convert("L")
-    elif im.mode not in ("L", "LA", "P", "PA", "RGB", "RGBA"):
-        im = im.convert("RGB")
+    if im.width <= 0 or im.height <= 0:  # a Pillow image can be empty; no format can store it
+        raise EmbedError(f"the cover image has no pixels ({im.width}x{im.height})", reason="bad_cover")
+    try:
+        if im.mode in ("1", "I;16", "I;16B", "I;16L", "I", "F"):
+            im = im.convert("L")
+        elif im.mode == "La":  # premultiplied: Pillow converts it to LA only
+            im = im.convert("LA")
+        elif im.mode not in ("L", "LA", "P", "PA", "RGB", "RGBA"):
+            im = im.convert("RGB")
+    except ValueError as exc:
+        raise EmbedError(f"cannot convert a {im.mode} cover to 8-bit samples: {exc}", reason="bad_cover") from exc
     return im
 
 
@@ -92,20 +120,21 @@ def encode(im: Image.Image, fmt: str, *, lossless: bool = True, quality: int = 9
 def decode_for_extract(data: bytes) -> Image.Image:
     """Open and load the first frame of a stego image, or raise :class:`ExtractError`."""
     try:
-        im = Image.open(io.BytesIO(data))
-        im.load()
+        im = _open_checked(data)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ExtractError(f"the image is too large: {exc}", reason="too_many_pixels") from exc
     except Exception as exc:
         raise ExtractError(f"cannot decode the image: {exc}", reason="bad_image") from exc
     return im
 
 
-def as_bytes(data: bytes | str | os.PathLike[str]) -> bytes:
-    """Return file bytes for a path or bytes.
+def as_bytes(data: bytes | bytearray | memoryview | str | os.PathLike[str]) -> bytes:
+    """Return file bytes for a path or bytes (``bytearray`` and ``memoryview`` too).
 
     Raises:
         ImageError: The path is missing, not a regular file, too large or unreadable.
     """
-    return data if isinstance(data, bytes) else read_file(data)
+    return bytes(data) if isinstance(data, _BYTES_LIKE) else read_file(data)
 
 
 def samples_of(im: Image.Image, plane: str) -> np.ndarray:
@@ -115,7 +144,9 @@ def samples_of(im: Image.Image, plane: str) -> np.ndarray:
             raise ExtractError(f"{im.format} {im.mode} image has no alpha channel", reason="no_carrier")
         return np.asarray(im.getchannel("A")).reshape(-1)
     if plane == "indices":
-        if im.mode == "P" or (im.format == "GIF" and im.mode == "L"):
+        # Pillow reads a GIF or BMP whose palette is the grey ramp (entry i = (i, i, i)) as L: the
+        # grey values are the indices. ``palette`` writes such a palette for every L cover.
+        if im.mode == "P" or (im.format in ("GIF", "BMP") and im.mode == "L"):
             return np.asarray(im).reshape(-1)
         raise ExtractError(f"{im.format} {im.mode} image has no palette indices", reason="no_carrier")
     if im.mode not in ("RGB", "RGBA"):

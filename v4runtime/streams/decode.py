@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from v4runtime.errors import ImageError
-from v4runtime.streams.containers import Container
+from v4runtime.streams.containers import Container, gif_without_comments
 
 #: Default pixel cap (width x height); larger images are refused as possible decompression bombs.
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -66,6 +66,8 @@ class Decoded:
 
 
 def _open(data: bytes, container: Container, max_pixels: int) -> Image.Image:
+    if container.comments:  # Pillow's comment reader is quadratic; the pixels never need it
+        data = gif_without_comments(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # corrupt-EXIF and similar notes from Pillow: not our errors
