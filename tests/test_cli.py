@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from jsonhttp import json_handler, serving
 
 from v4runtime import __version__, doctor
 from v4runtime.cli import main
@@ -40,7 +39,7 @@ def test_unknown_command_is_a_usage_error() -> None:
 def test_typed_errors_become_one_line_and_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor", "--config", str(tmp_path / "missing.yaml")]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == f"error: config file not found: {tmp_path / 'missing.yaml'}"
+    assert err.strip() == f"error: config file {tmp_path / 'missing.yaml'}: no such file"
 
 
 def test_cli_start_does_not_import_torch() -> None:
@@ -83,7 +82,7 @@ def test_sqlite_database_checks(tmp_path: Path) -> None:
     assert doctor.database_status(f"sqlite:///{tmp_path}/v4.db").status == "ok"
     missing_dir = doctor.database_status(f"sqlite:///{tmp_path}/no/such/dir/v4.db")
     assert missing_dir.status == "not writable" and "does not exist" in missing_dir.detail
-    assert doctor.database_status("sqlite:///:memory:").status == "ok"
+    assert doctor.database_status("sqlite:///:memory:").status == "unsupported"  # open_store refuses it
     assert doctor.database_status("mysql://127.0.0.1/x").status == "unsupported"
 
 
@@ -100,23 +99,15 @@ def test_postgres_reachable_and_unreachable() -> None:
     assert down.status == "unreachable" and "refused" in down.detail.lower()
 
 
-class _Health(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
-        self.send_response(200 if self.path == "/health" else 404)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
+#: The shape of the monitoring API's ``GET /health`` answer (what the doctor recognises it by).
+MONITOR_HEALTH = {"status": "ok", "version": "0", "uptime_s": 1.0, "requests": {}, "events_ingested": 0,
+                  "queue_depth": 0, "dependencies": {"store": {"ok": True, "detail": "sqlite"}}}
 
 
 @pytest.fixture
 def health_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(json_handler(200, MONITOR_HEALTH, path="/health")) as url:
+        yield url
 
 
 def test_monitor_api_health(health_server: str) -> None:

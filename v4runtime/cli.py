@@ -13,8 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from v4runtime import __version__
+from v4runtime.config import config_error
 from v4runtime.errors import V4Error
+from v4runtime.workers import EXIT_TERMINATED, Terminated, terminate_as_interrupt
 
 #: Modules that contribute subcommands, in the order they appear in ``--help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -66,10 +70,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(func(args) or 0)
+        # SIGTERM (`kill`, `timeout`, a supervisor) unwinds like Ctrl-C: pools are shut down and
+        # partial outputs removed by the commands' own clean-up. Servers and runbooks set their own.
+        with terminate_as_interrupt():
+            return int(func(args) or 0)
     except V4Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ValidationError as exc:
+        # A command that applies its CLI options on top of the settings (`monitor serve --port 70000`)
+        # re-validates them; the result is a bad setting like any other, not a traceback.
+        print(f"error: {config_error(exc)}", file=sys.stderr)
+        return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

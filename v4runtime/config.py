@@ -1,35 +1,102 @@
 """Configuration: defaults in code, then a YAML file, then ``V4_*`` environment variables.
 
 Later layers override earlier ones. Nested keys map to environment variables with a double
-underscore: ``monitor.db_url`` is ``V4_MONITOR__DB_URL``. ``v4runtime doctor`` prints the
-effective values with secrets masked.
+underscore: ``monitor.db_url`` is ``V4_MONITOR__DB_URL``. A variable for a text setting (a token,
+a URL, a name) is taken verbatim; others (numbers, lists) are parsed as YAML; an empty variable
+unsets an optional setting. ``v4runtime doctor`` prints the effective values with secrets masked.
 """
 
 from __future__ import annotations
 
 import os
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from v4runtime.errors import ConfigError
+from v4runtime.files import read_file
 
 ENV_PREFIX = "V4_"
 #: Field names whose values are masked when settings are displayed.
 SECRET_FIELDS = frozenset({"read_tokens", "write_tokens", "webhook_token", "password"})
+#: A config file larger than this is refused (a settings file is a few hundred bytes).
+MAX_CONFIG_BYTES = 1_048_576
 
 
-class MonitorSettings(BaseModel):
+def _shown(value: str) -> str:
+    """``value`` as it may appear in an error message: a URL's password masked."""
+    try:
+        return _mask_url_password(value)
+    except ValueError:  # unparseable: show no part that could be a password
+        return value.split("://", 1)[0] + "://..." if "@" in value else value
+
+
+def _check_http_url(value: str, what: str) -> str:
+    """``value`` if it is an http(s) URL with a host (and a valid port), else ValueError."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in 0-65535
+    except ValueError as exc:
+        raise ValueError(f"{what} {_shown(value)!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{what} {_shown(value)!r} must be an http:// or https:// URL with a host")
+    return value
+
+
+def _check_db_url(value: str) -> str:
+    """``value`` if the monitoring store can open it (the rules of ``open_store``), else ValueError."""
+    if value.startswith("sqlite:///"):
+        if value[len("sqlite:///") :] in ("", ":memory:"):
+            raise ValueError("a sqlite URL needs a file path, e.g. sqlite:///v4-monitor.db (in-memory is refused)")
+        return value
+    if value.startswith(("postgresql://", "postgres://")):
+        try:
+            urlsplit(value).port  # noqa: B018 - validates the port
+        except ValueError as exc:
+            raise ValueError(f"{_shown(value)!r} is not a valid URL: {exc}") from None
+        return value
+    raise ValueError("use sqlite:///FILE or postgresql://USER@HOST:PORT/DB")
+
+
+class _Section(BaseModel):
+    """Common rules of every settings section: no unknown keys, no NaN/infinity, no booleans as numbers."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic turns `port: true` into 1 in lax mode; a boolean is never a valid number here.
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if bool not in _leaf_types(annotation):
+                raise ValueError(f"expected {_type_name(annotation)}, got the boolean {value!r}")
+        return value
+
+
+def _leaf_types(annotation: Any) -> set[Any]:
+    """The plain types an annotation admits (``int | None`` -> {int, NoneType})."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return set().union(*(_leaf_types(arg) for arg in typing.get_args(annotation)))
+    return {typing.get_origin(annotation) or annotation}
+
+
+def _type_name(annotation: Any) -> str:
+    names = sorted(getattr(t, "__name__", str(t)) for t in _leaf_types(annotation) if t is not type(None))
+    return " or ".join(names) or "a value"
+
+
+class MonitorSettings(_Section):
     """Settings of the monitoring API server."""
 
-    model_config = ConfigDict(extra="forbid")
-
     db_url: str = "sqlite:///v4-monitor.db"
-    host: str = "127.0.0.1"
+    host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=8400, ge=0, le=65535)
     read_tokens: list[str] = Field(default_factory=list)
     write_tokens: list[str] = Field(default_factory=list)
@@ -55,17 +122,35 @@ class MonitorSettings(BaseModel):
             return [t.strip() for t in value.split(",") if t.strip()]
         return value
 
+    @field_validator("db_url")
+    @classmethod
+    def _valid_db_url(cls, value: str) -> str:
+        return _check_db_url(value)
 
-class ScannerSettings(BaseModel):
+    @field_validator("webhook_urls")
+    @classmethod
+    def _valid_webhook_urls(cls, value: list[str]) -> list[str]:
+        return [_check_http_url(url, "webhook URL") for url in value]
+
+    @field_validator("public_url")
+    @classmethod
+    def _valid_public_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value, "public URL")
+
+
+class ScannerSettings(_Section):
     """Settings of the scanner and scan service."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = "v4-default"
+    model: str = Field(default="v4-default", min_length=1)
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    host: str = "127.0.0.1"
+    host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=8401, ge=0, le=65535)
     monitor_url: str | None = None
+
+    @field_validator("monitor_url")
+    @classmethod
+    def _valid_monitor_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value, "monitor URL")
 
 
 class Settings(BaseModel):
@@ -77,8 +162,42 @@ class Settings(BaseModel):
     scanner: ScannerSettings = Field(default_factory=ScannerSettings)
 
 
+def _field_annotation(path: list[str]) -> Any:
+    """The annotation of the setting at ``path`` (e.g. ``["monitor", "port"]``), None if there is none."""
+    model: Any = Settings
+    annotation: Any = None
+    for part in path:
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        annotation = fields[part].annotation
+        model = annotation
+    return annotation
+
+
+def _env_value(path: list[str], raw: str) -> Any:
+    """The value of one ``V4_*`` variable: text settings take the text as is, others are parsed as YAML.
+
+    Parsing a token or URL as YAML would silently change it (``abc #1`` -> ``abc``, ``null`` -> None,
+    ``0123`` -> 83), so only numbers, lists and the like go through YAML. An empty variable unsets an
+    optional setting.
+    """
+    leaves = _leaf_types(_field_annotation(path))
+    if raw == "" and type(None) in leaves:
+        return None
+    if str in leaves and not leaves & {int, float, list}:
+        return raw
+    try:
+        parsed = yaml.safe_load(raw) if raw else raw
+    except yaml.YAMLError:
+        return raw
+    if list in leaves and not isinstance(parsed, list):
+        return raw  # `a,b` or a single token: split by the field's validator
+    return parsed
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Turn ``V4_SECTION__KEY=value`` variables into a nested dict (values parsed as YAML)."""
+    """Turn ``V4_SECTION__KEY=value`` variables into a nested dict (see :func:`_env_value`)."""
     result: dict[str, Any] = {}
     for key, raw in environ.items():
         if not key.startswith(ENV_PREFIX) or "__" not in key:
@@ -86,11 +205,13 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         path = key[len(ENV_PREFIX) :].lower().split("__")
         node = result
         for part in path[:-1]:
-            node = node.setdefault(part, {})
-        try:
-            node[path[-1]] = yaml.safe_load(raw) if raw else raw
-        except yaml.YAMLError:
-            node[path[-1]] = raw
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"environment variable {key} conflicts with another V4_* variable")
+            node = child
+        if isinstance(node.get(path[-1]), dict):
+            raise ConfigError(f"environment variable {key} conflicts with another V4_* variable")
+        node[path[-1]] = _env_value(path, raw)
     return result
 
 
@@ -114,11 +235,9 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[s
     if path is not None:
         file = Path(path)
         try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file not found: {file}") from exc
+            loaded = yaml.safe_load(_read_config_file(file))
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {file} is not valid YAML: {exc}") from exc
+            raise ConfigError(f"config file {file} is not valid YAML: {_one_line(str(exc))}") from exc
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -128,9 +247,29 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[s
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"invalid setting {where}: {first['msg']}") from exc
+        raise config_error(exc) from exc
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _read_config_file(file: Path) -> str:
+    """The text of a config file; ConfigError for anything that is not a readable UTF-8 regular file
+    (see :func:`v4runtime.files.read_file`: a named pipe is refused, never waited on)."""
+    data = read_file(file, MAX_CONFIG_BYTES, error=ConfigError, what="config file ")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {file} is not UTF-8 text (byte {exc.start} cannot be decoded)") from exc
+
+
+def config_error(exc: ValidationError) -> ConfigError:
+    """The one-line :class:`ConfigError` for a settings validation failure (its first error)."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    return ConfigError(f"invalid setting {where}: {_one_line(message)}")
 
 
 def _mask_url_password(value: str) -> str:

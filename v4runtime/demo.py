@@ -14,14 +14,22 @@ from v4runtime.errors import V4Error
 DEMO_SEED = 7
 
 
-def run_demo(demo_dir: Path, scan_url: str, monitor_url: str, *, images: int = 24) -> str:
-    """Scan a freshly built demo corpus through ``scan_url``; return a printable summary."""
+def run_demo(demo_dir: Path, scan_url: str, monitor_url: str, *, images: int = 24, token: str | None = None) -> str:
+    """Scan a freshly built demo corpus through ``scan_url``; return a printable summary.
+
+    ``token`` is a monitoring API token able to read the stats (None when the API runs without tokens).
+    The corpus of an earlier run is reused when it has the requested size; the events counted are the
+    ones this run added (the database may hold earlier runs' events).
+    """
     from v4runtime.datasets import build_corpus, read_manifest
 
     stego = images // 2
-    if not (demo_dir / "manifest.jsonl").exists():
+    rows = read_manifest(str(demo_dir)) if (demo_dir / "manifest.jsonl").exists() else None
+    if rows is None or len(rows) != images:
         build_corpus(str(demo_dir), clean=images - stego, stego=stego, seed=DEMO_SEED, workers=1)
-    rows = read_manifest(str(demo_dir))
+        rows = read_manifest(str(demo_dir))
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    before = _count_events(monitor_url, headers)
     tally = {"clean_ok": 0, "false_positive": 0, "stego_ok": 0, "missed": 0, "errors": 0}
     with httpx.Client(base_url=scan_url, timeout=30.0) as http:
         for row in rows:
@@ -34,7 +42,7 @@ def run_demo(demo_dir: Path, scan_url: str, monitor_url: str, *, images: int = 2
                 tally["stego_ok" if flagged else "missed"] += 1
             else:
                 tally["false_positive" if flagged else "clean_ok"] += 1
-    logged = _wait_for_events(monitor_url, expected=len(rows))
+    logged = _wait_for_events(monitor_url, expected=before + len(rows), headers=headers) - before
     lines = [
         f"demo: scanned {len(rows)} images from {demo_dir} through the scan service",
         f"  clean images:  {tally['clean_ok']} passed, {tally['false_positive']} flagged (false positives)",
@@ -45,15 +53,22 @@ def run_demo(demo_dir: Path, scan_url: str, monitor_url: str, *, images: int = 2
     return "\n".join(lines)
 
 
-def _wait_for_events(monitor_url: str, *, expected: int, timeout: float = 10.0) -> int:
+def _count_events(monitor_url: str, headers: dict[str, str]) -> int:
+    """Scan events the monitoring API counts in the last hour."""
+    response = httpx.get(f"{monitor_url}/v1/metrics/stats", params={"window": "1h"}, headers=headers, timeout=5.0)
+    if response.status_code != 200:
+        raise V4Error(f"monitoring API answered {response.status_code} to /v1/metrics/stats")
+    return int(response.json().get("events", 0))
+
+
+def _wait_for_events(
+    monitor_url: str, *, expected: int, timeout: float = 10.0, headers: dict[str, str] | None = None
+) -> int:
     """Poll the stats endpoint until ``expected`` events are counted (the client sends in the background)."""
     deadline = time.monotonic() + timeout
     total = 0
     while time.monotonic() < deadline:
-        response = httpx.get(f"{monitor_url}/v1/metrics/stats", params={"window": "1h"}, timeout=5.0)
-        if response.status_code != 200:
-            raise V4Error(f"monitoring API answered {response.status_code} to /v1/metrics/stats")
-        total = int(response.json().get("events", 0))
+        total = _count_events(monitor_url, headers or {})
         if total >= expected:
             break
         time.sleep(0.3)

@@ -14,7 +14,9 @@ import json
 import os
 import platform
 import socket
+import struct
 import sys
+import threading
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -106,25 +108,45 @@ def model_status(package_dir: Path | None = None) -> Check:
     return Check("bundled model", "present", f"{path} ({path.stat().st_size} bytes, sha256 {digest[:12]})")
 
 
-def _tcp_probe(host: str, port: int, timeout: float) -> str | None:
-    """None when a TCP connection opens, else the error text."""
+#: The PostgreSQL SSLRequest message: any PostgreSQL server (or pooler) answers it with one byte, S or N.
+PG_SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+
+
+def _postgres_probe(host: str, port: int, timeout: float) -> tuple[str, str | None]:
+    """``("reachable", None)`` when a PostgreSQL server answers on ``host:port``, else a status and why.
+
+    A bare TCP connect would call any listener "reachable"; the SSLRequest is the first message of
+    every PostgreSQL session and needs no credentials, so it tells PostgreSQL from anything else.
+    """
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return None
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(PG_SSL_REQUEST)
+            answer = sock.recv(64)  # PostgreSQL answers exactly one byte; a greeting (SSH-2.0-...) is longer
+    except TimeoutError:
+        return "not postgresql", f"no answer to the PostgreSQL handshake within {timeout:g} s"
     except OSError as exc:
-        return str(exc) or type(exc).__name__
+        return "unreachable", str(exc) or type(exc).__name__
+    if answer in (b"S", b"N"):
+        return "reachable", None
+    return "not postgresql", f"something else answers there ({answer[:16]!r}, expected b'S' or b'N')"
 
 
 def database_status(db_url: str, timeout: float = PROBE_TIMEOUT_S) -> Check:
     """Check the monitoring store URL: SQLite file writable, or PostgreSQL port open."""
     parts = urlsplit(db_url)
     if parts.scheme == "sqlite":
-        # sqlite:///relative.db and sqlite:////absolute.db (SQLAlchemy-style spelling)
-        raw = db_url.split(":///", 1)[1] if ":///" in db_url else ""
+        # sqlite:///relative.db and sqlite:////absolute.db (SQLAlchemy-style spelling), as open_store reads them
+        raw = db_url[len("sqlite:///") :] if db_url.startswith("sqlite:///") else ""
         if not raw or raw == ":memory:":
-            return Check("monitor database", "ok", "in-memory SQLite")
+            return Check(
+                "monitor database", "unsupported",
+                f"{db_url!r}: the monitoring API needs a SQLite file (sqlite:///FILE); in-memory is refused",
+            )
         path = Path(raw)
         directory = path.parent if str(path.parent) else Path(".")
+        if path.is_dir():
+            return Check("monitor database", "not a file", f"SQLite path {path} is a directory")
         if path.exists():
             ok = os.access(path, os.W_OK)
             return Check("monitor database", "ok" if ok else "not writable", f"SQLite file {path}")
@@ -134,12 +156,15 @@ def database_status(db_url: str, timeout: float = PROBE_TIMEOUT_S) -> Check:
         detail = f"SQLite file {path} (created on first use)"
         return Check("monitor database", "ok" if ok else "not writable", detail)
     if parts.scheme.startswith("postgres"):
-        host = parts.hostname or "127.0.0.1"
-        port = parts.port or 5432
-        error = _tcp_probe(host, port, timeout)
+        try:
+            host = parts.hostname or "127.0.0.1"
+            port = parts.port or 5432
+        except ValueError as exc:
+            return Check("monitor database", "invalid", f"PostgreSQL URL: {exc}")
+        status, error = _postgres_probe(host, port, timeout)
         if error is None:
-            return Check("monitor database", "reachable", f"PostgreSQL at {host}:{port}")
-        return Check("monitor database", "unreachable", f"PostgreSQL at {host}:{port}: {error}")
+            return Check("monitor database", status, f"PostgreSQL at {host}:{port}")
+        return Check("monitor database", status, f"PostgreSQL at {host}:{port}: {error}")
     return Check("monitor database", "unsupported", f"unknown scheme {parts.scheme!r} (use sqlite or postgresql)")
 
 
@@ -150,13 +175,40 @@ def monitor_api_status(url: str | None, timeout: float = PROBE_TIMEOUT_S) -> Che
     import httpx  # local import: keeps `v4runtime --help` fast
 
     health = url.rstrip("/") + "/health"
+    outcome: list[httpx.Response | Exception] = []
+
+    def probe() -> None:
+        try:
+            outcome.append(httpx.get(health, timeout=timeout))
+        except Exception as exc:  # noqa: BLE001 - reported below, whatever it is
+            outcome.append(exc)
+
+    # httpx's timeout bounds each read, not the whole answer: a server that trickles bytes would
+    # hold the doctor for ever. The probe runs on a daemon thread with a deadline for all of it.
+    worker = threading.Thread(target=probe, name="v4-doctor-probe", daemon=True)
+    worker.start()
+    worker.join(timeout * 3)
+    if not outcome:
+        return Check("monitor API", "unreachable", f"{health}: no complete answer within {timeout * 3:g} s")
+    response = outcome[0]
+    if isinstance(response, Exception):
+        return Check("monitor API", "unreachable", f"{health}: {response or type(response).__name__}")
+    if response.status_code not in (200, 503):
+        return Check("monitor API", "unhealthy", f"{health} answered {response.status_code}")
     try:
-        response = httpx.get(health, timeout=timeout)
-    except httpx.HTTPError as exc:
-        return Check("monitor API", "unreachable", f"{health}: {exc or type(exc).__name__}")
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or "events_ingested" not in body or "dependencies" not in body:
+        return Check(
+            "monitor API", "not the monitoring API",
+            f"{health} answered {response.status_code} without the monitoring API's health report "
+            "(is the URL another service, such as the scan service?)",
+        )
     if response.status_code == 200:
         return Check("monitor API", "healthy", f"{health} answered 200")
-    return Check("monitor API", "unhealthy", f"{health} answered {response.status_code}")
+    failing = sorted(k for k, v in body["dependencies"].items() if isinstance(v, dict) and not v.get("ok"))
+    return Check("monitor API", "unhealthy", f"{health} answered 503 (failing: {', '.join(failing) or 'unknown'})")
 
 
 def collect(settings: Settings, *, cpuinfo_path: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:

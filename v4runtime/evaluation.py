@@ -690,8 +690,10 @@ _WORKER_STATE: _EvalState | None = None
 
 def _eval_init(model_path: str, threshold: float, baselines: bool, ablation: bool, stride: int) -> None:
     from v4runtime.scanner import Scanner
+    from v4runtime.workers import exit_with_parent
 
     global _WORKER_STATE
+    exit_with_parent()
     _WORKER_STATE = _EvalState(Scanner(model=model_path, threshold=threshold), baselines, ablation, stride)
 
 

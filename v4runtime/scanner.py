@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from v4runtime.errors import ConfigError, ImageError, ModelError, V4Error
-from v4runtime.streams.files import read_file
+from v4runtime.files import read_file
 from v4runtime.streams.spec import (
     CAPABILITY_SLICE,
     METHODS,
@@ -178,7 +178,7 @@ def read_input(source: str | os.PathLike[str] | bytes) -> tuple[str, bytes]:
 
     Raises:
         ImageError: reason ``not_found``, ``not_a_file`` (a directory, pipe, socket or device),
-            ``too_large`` or ``unreadable`` (see :func:`v4runtime.streams.files.read_file`).
+            ``too_large`` or ``unreadable`` (see :func:`v4runtime.files.read_file`).
     """
     if isinstance(source, bytes | bytearray | memoryview):
         return "<bytes>", bytes(source)
@@ -488,7 +488,10 @@ _WORKER_SCANNER: Scanner | None = None
 
 
 def _worker_init(model_path: str, threshold: float, zero_streams: tuple[str, ...]) -> None:
+    from v4runtime.workers import exit_with_parent
+
     global _WORKER_SCANNER
+    exit_with_parent()
     _WORKER_SCANNER = Scanner(model=model_path, threshold=threshold, zero_streams=zero_streams)
 
 

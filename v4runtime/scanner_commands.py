@@ -179,7 +179,7 @@ def _extract_payload(path: str, method: str | None) -> dict[str, Any]:
     the wrong bit order comes out as bit-reversed bytes. Such a payload is ``verified: false``.
     """
     from v4runtime import stego
-    from v4runtime.streams.files import read_file
+    from v4runtime.files import read_file
     from v4runtime.streams.spec import METHODS
 
     try:

@@ -32,6 +32,7 @@ from v4runtime.stego import BIT_METHODS, BIT_ORDERS, METHOD_FORMATS, embed
 from v4runtime.stego import exif_block as eb
 from v4runtime.stego.codec import quantize
 from v4runtime.streams.spec import METHODS
+from v4runtime.workers import exit_with_parent
 
 MANIFEST = "manifest.jsonl"
 SUMMARY = "corpus.json"
@@ -429,7 +430,7 @@ def _run(tasks: list[tuple[str, int, int, int, str]], workers: int) -> Iterable[
     if workers == 1 or len(tasks) < 2:
         yield from map(_write, tasks)
         return
-    with multiprocessing.get_context().Pool(workers) as pool:
+    with multiprocessing.get_context().Pool(workers, initializer=exit_with_parent) as pool:
         yield from pool.imap_unordered(_write, tasks, chunksize=max(1, min(32, len(tasks) // (8 * workers))))
 
 

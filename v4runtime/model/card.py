@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from v4runtime.errors import ModelError
+from v4runtime.files import read_file
 
 CARD_SUFFIX = ".card.json"
 
@@ -79,9 +78,11 @@ def read_card(path: str | Path) -> ModelCard:
     path = Path(path)
     try:
         text = read_text_file(path)
-    except FileNotFoundError:
-        raise ModelError(f"model card not found: {path}", reason="card_missing") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except ModelError as exc:
+        if exc.reason == "not_found":
+            raise ModelError(f"model card not found: {path}", reason="card_missing") from None
+        raise ModelError(f"cannot read model card: {exc}", reason="card_invalid") from None
+    except UnicodeDecodeError as exc:
         raise ModelError(f"cannot read model card {path}: {exc}", reason="card_invalid") from None
     try:
         return ModelCard.model_validate_json(text)
@@ -95,19 +96,11 @@ def read_text_file(path: str | Path, max_bytes: int = 64 * 1024 * 1024) -> str:
     """The UTF-8 text of the regular file at ``path``, without ever blocking on a named pipe.
 
     Raises:
-        FileNotFoundError: no such file.
-        OSError: a folder, pipe, socket or device; over ``max_bytes``; or unreadable.
+        ModelError: ``reason`` ``not_found``, ``not_a_file`` (a folder, pipe or device),
+            ``too_large`` or ``unreadable`` (see :func:`v4runtime.files.read_file`).
         UnicodeDecodeError: not UTF-8 text.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a pipe with no writer opens at once
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a pipe or device?)"
-            raise OSError(f"{path} is {kind}")
-        if info.st_size > max_bytes:
-            raise OSError(f"{path} is {info.st_size} bytes, over the limit of {max_bytes}")
-        return fh.read(max_bytes + 1).decode("utf-8")
+    return read_file(path, max_bytes, error=ModelError).decode("utf-8")
 
 
 def write_card(card: ModelCard, path: str | Path) -> Path:

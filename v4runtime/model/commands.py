@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from v4runtime.errors import ConfigError
+from v4runtime.errors import ConfigError, V4Error
 
 if TYPE_CHECKING:
     from v4runtime.model.card import ModelCard
@@ -136,7 +136,7 @@ def _read_report(report_path: str) -> dict:
 
     try:
         report = json.loads(read_text_file(report_path))
-    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, not JSON
+    except (V4Error, ValueError) as exc:  # ValueError: not UTF-8, not JSON
         raise ConfigError(f"cannot read the training report {report_path}: {exc}") from None
     if not isinstance(report, dict) or "sha256" not in report:
         raise ConfigError(f"{report_path} is not a training report (v4runtime train --report): no sha256")

@@ -26,6 +26,7 @@ from v4runtime.errors import ConfigError
 from v4runtime.model.card import sha256_file
 from v4runtime.model.progress import Progress
 from v4runtime.streams.spec import METHODS, STREAM_NAMES, STREAM_SPECS
+from v4runtime.workers import exit_with_parent
 
 MANIFEST = "manifest.jsonl"
 CACHE = "streams-cache.npz"
@@ -167,7 +168,7 @@ def extract_all(paths: Sequence[Path], workers: int = 1,
         arrays[spec.name] = np.zeros((n, *spec.shape), dtype=dtype)
     bar = Progress(n, "extract streams")
     if workers > 1:
-        pool = get_context("spawn").Pool(workers)
+        pool = get_context("spawn").Pool(workers, initializer=exit_with_parent)
         results = pool.imap(extract, paths, chunksize=8)
     else:
         pool = None

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from v4runtime.errors import EmbedError, ExtractError
-from v4runtime.streams.files import read_file
+from v4runtime.files import read_file
 
 #: The formats the methods write, by Pillow name.
 FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "BMP")

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from v4runtime.errors import ImageError
+from v4runtime.files import DEFAULT_MAX_BYTES, read_file
 from v4runtime.streams.containers import Container, parse_container
 from v4runtime.streams.content import RGB_HEAD_SAMPLES, content_features
 from v4runtime.streams.decode import DEFAULT_MAX_PIXELS, Decoded, decode
 from v4runtime.streams.features import capability, format_features
-from v4runtime.streams.files import DEFAULT_MAX_BYTES, read_file
 from v4runtime.streams.spec import CAPABILITY_SLICE, META_WINDOW, STREAM_NAMES, VIEW, stack_inputs
 
 #: Every ``ImageError.reason`` that :func:`extract_streams` raises, with its meaning.

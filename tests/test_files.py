@@ -1,4 +1,4 @@
-"""Reading image files from disk: regular files only, a byte cap, typed errors, never a hang."""
+"""Reading files from disk (images, settings, cards): regular files only, a byte cap, typed errors, never a hang."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
-from v4_stream_images import image_bytes
 
-from v4runtime.errors import ImageError
+from v4runtime.errors import ConfigError, ImageError
+from v4runtime.files import _read_capped, read_file
 from v4runtime.streams import extract_streams
-from v4runtime.streams.files import _read_capped, read_file
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)  # the bytes do not matter here: nothing decodes them
 
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need a POSIX system")
 
@@ -22,7 +23,7 @@ def _reason(path: Path | str, **kwargs: object) -> tuple[str, str]:
 
 
 def test_a_regular_file_is_read_whole(tmp_path: Path) -> None:
-    data = image_bytes("PNG")
+    data = PNG
     (tmp_path / "a.png").write_bytes(data)
     assert read_file(tmp_path / "a.png") == data
     assert read_file(str(tmp_path / "a.png"), max_bytes=len(data)) == data  # the cap itself is allowed
@@ -60,7 +61,7 @@ def test_a_broken_link_is_not_found(tmp_path: Path) -> None:
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file")
 def test_no_permission_is_unreadable(tmp_path: Path) -> None:
     path = tmp_path / "secret.png"
-    path.write_bytes(image_bytes("PNG"))
+    path.write_bytes(PNG)
     path.chmod(0)
     assert _reason(path)[0] == "unreadable"
 
@@ -72,8 +73,14 @@ def test_more_bytes_than_the_size_said_stops_at_the_cap() -> None:
         os.write(write_end, bytes(300))
         os.close(write_end)
         with pytest.raises(ImageError) as info:
-            _read_capped(read_end, Path("growing.png"), 100)
+            _read_capped(read_end, "growing.png", 100)
         assert info.value.reason == "too_large"
         assert os.read(read_end, 1000) == bytes(199)  # 101 bytes taken: the cap plus the one that proved it
     finally:
         os.close(read_end)
+
+
+def test_each_caller_names_its_error_type_and_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        read_file(tmp_path / "v4.yaml", error=ConfigError, what="config file ")
+    assert (info.value.reason, str(info.value)) == ("not_found", f"config file {tmp_path / 'v4.yaml'}: no such file")

@@ -1,0 +1,122 @@
+"""`v4runtime doctor` against listeners that are not the service it expects: real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from jsonhttp import json_handler, serving
+
+from v4runtime import doctor
+
+
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    """Answers 200, then sends a header line every 0.2 s for ever: each read succeeds, the answer never ends."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        self.send_response(200)
+        try:
+            for _ in range(300):
+                self.wfile.write(b"X-Slow: yes\r\n")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:
+            pass
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+#: The scan service's health answer: 200 on /health, but not the monitoring API's report.
+_NOT_MONITOR = json_handler(200, {"status": "ok", "model": "v4-default"})
+#: The monitoring API's 503 answer when its store is down.
+_DEGRADED = json_handler(503, {"status": "degraded", "version": "0", "uptime_s": 1.0, "requests": {},
+                               "events_ingested": 0, "queue_depth": 0,
+                               "dependencies": {"store": {"ok": False, "detail": "down"}, "writer": {"ok": True}}})
+
+
+@pytest.fixture
+def trickle_url() -> Iterator[str]:
+    with serving(_Trickle) as url:
+        yield url
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A TCP listener that accepts (through the backlog) and never says a word."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
+
+
+def test_monitor_api_that_trickles_bytes_does_not_hang_the_doctor(trickle_url: str) -> None:
+    started = time.monotonic()
+    check = doctor.monitor_api_status(trickle_url, timeout=0.5)
+    assert time.monotonic() - started < 5
+    assert check.status == "unreachable" and "no complete answer within 1.5 s" in check.detail
+
+
+def test_doctor_command_finishes_against_a_trickling_monitor(trickle_url: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "v4runtime", "doctor", "--json"], capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("V4_")}, "V4_SCANNER__MONITOR_URL": trickle_url},
+    )
+    assert result.returncode == 0, result.stderr
+    checks = {c["name"]: c["status"] for c in json.loads(result.stdout)["checks"]}
+    assert checks["monitor API"] == "unreachable"
+
+
+def test_monitor_url_pointing_at_another_service_is_named() -> None:
+    with serving(_NOT_MONITOR) as url:
+        check = doctor.monitor_api_status(url)
+        assert check.status == "not the monitoring API" and "scan service" in check.detail
+
+
+def test_degraded_monitor_api_names_the_failing_dependency() -> None:
+    with serving(_DEGRADED) as url:
+        check = doctor.monitor_api_status(url)
+        assert check.status == "unhealthy" and "failing: store" in check.detail
+
+
+def test_postgres_url_at_a_silent_listener_is_not_postgres(silent_port: int) -> None:
+    started = time.monotonic()
+    check = doctor.database_status(f"postgresql://v4@127.0.0.1:{silent_port}/v4", timeout=0.5)
+    assert time.monotonic() - started < 5
+    assert check.status == "not postgresql" and "no answer to the PostgreSQL handshake" in check.detail
+
+
+def test_postgres_url_at_a_server_that_greets_is_not_postgres() -> None:
+    """A listener that speaks first (SSH, SMTP, Redis errors...) answers with something that is not S or N."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+
+        def greet() -> None:
+            conn, _ = sock.accept()
+            with conn:
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+                conn.recv(64)
+
+        threading.Thread(target=greet, daemon=True).start()
+        check = doctor.database_status(f"postgresql://v4@127.0.0.1:{sock.getsockname()[1]}/v4", timeout=2.0)
+    assert check.status == "not postgresql" and "something else answers" in check.detail, check.detail
+
+
+def test_database_urls_the_store_refuses_are_not_ok(tmp_path: Path) -> None:
+    assert doctor.database_status("sqlite:///:memory:").status == "unsupported"
+    assert doctor.database_status("sqlite://relative.db").status == "unsupported"
+    folder = doctor.database_status(f"sqlite:///{tmp_path}")
+    assert folder.status == "not a file" and "is a directory" in folder.detail
+    bad_port = doctor.database_status("postgresql://v4@127.0.0.1:99999/v4")
+    assert bad_port.status == "invalid" and "Port out of range" in bad_port.detail

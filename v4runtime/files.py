@@ -1,0 +1,89 @@
+"""Read a file from disk: regular files only, a byte cap, typed errors, never a hang.
+
+``Path.read_bytes`` blocks forever on a named pipe with no writer and reads ``/dev/zero`` until
+memory runs out; a file that grows while it is read gets past a size check made beforehand.
+:func:`read_file` opens without blocking, checks the opened file itself (not the name, which may
+be swapped in between) and reads at most one byte over the cap. Images, settings files and
+model cards are all read this way; each caller names its own error type.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from v4runtime.errors import ImageError, V4Error
+
+#: Files larger than this are refused before reading (bytes).
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+
+_CHUNK = 1 << 20
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def read_file(
+    path: str | os.PathLike[str],
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    *,
+    error: type[V4Error] = ImageError,
+    what: str = "",
+) -> bytes:
+    """Return the bytes of the regular file at ``path``.
+
+    Args:
+        path: The file.
+        max_bytes: Refuse files larger than this, checked before and while reading.
+        error: The error type raised, with the ``reason`` below.
+        what: Words put before the path in messages, e.g. ``"config file "``.
+
+    Raises:
+        V4Error: Of type ``error``, ``reason`` one of ``not_found``; ``not_a_file`` (a directory,
+            pipe, socket or device); ``too_large``; ``unreadable`` (permissions, I/O error).
+    """
+    path = Path(path)
+    name = f"{what}{path}"
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)  # O_NONBLOCK: opening a pipe with no writer returns at once
+    except FileNotFoundError as exc:
+        raise error(f"{name}: no such file", reason="not_found") from exc
+    except IsADirectoryError as exc:
+        raise error(f"{name} is a directory, not a file", reason="not_a_file") from exc
+    except OSError as exc:
+        raise error(f"{name}: cannot read: {exc.strerror or exc}", reason="unreadable") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise error(f"{name} is {_kind(info.st_mode)}, not a file", reason="not_a_file")
+        if info.st_size > max_bytes:
+            raise error(f"{name}: {info.st_size} bytes is over the limit of {max_bytes}", reason="too_large")
+        return _read_capped(fd, name, max_bytes, error)
+    except V4Error:
+        raise
+    except OSError as exc:
+        raise error(f"{name}: cannot read: {exc.strerror or exc}", reason="unreadable") from exc
+    finally:
+        os.close(fd)
+
+
+def _read_capped(fd: int, name: str, max_bytes: int, error: type[V4Error] = ImageError) -> bytes:
+    """Read to the end, or refuse once more than ``max_bytes`` arrived (the file grew)."""
+    parts: list[bytes] = []
+    total = 0
+    while chunk := os.read(fd, min(_CHUNK, max_bytes + 1 - total)):
+        parts.append(chunk)
+        total += len(chunk)
+        if total > max_bytes:
+            raise error(f"{name}: more than the limit of {max_bytes} bytes", reason="too_large")
+    return b"".join(parts)
