@@ -142,6 +142,19 @@ def test_every_future_timestamp_of_a_batch_is_named(open_server) -> None:
     assert [d["field"] for d in error["details"]] == ["events[1].timestamp", "events[3].timestamp"]
 
 
+def test_events_older_than_the_retention_are_refused_not_accepted_then_pruned(open_server) -> None:
+    """A 202 for an event the next retention pass deletes would lose it silently (default retention 30 days)."""
+    old, recent = ((datetime.now(UTC) - timedelta(days=d)).isoformat() for d in (31, 29))
+    events = [{**EVENT, "timestamp": recent}, {**EVENT, "timestamp": "0001-01-01T00:00:00+05:00"},
+              {**EVENT, "timestamp": old}]
+    error = assert_envelope(httpx.post(f"{open_server.url}/v1/metrics/log", json={"events": events}), 422,
+                            "validation_error")
+    assert [(d["field"], d["message"]) for d in error["details"]] == [
+        ("events[1].timestamp", "older than the 30-day retention"), ("events[2].timestamp", "older than the 30-day retention")]
+    accepted = httpx.post(f"{open_server.url}/v1/metrics/log", json={"events": events[:1]})
+    assert accepted.status_code == 202 and accepted.json()["accepted"] == 1
+
+
 def test_registering_the_current_version_again_keeps_the_rollback_target(server_factory) -> None:
     # A retried "register v2 as current" used to retire v1, leaving nothing to roll back to.
     url = server_factory().url

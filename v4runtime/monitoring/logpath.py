@@ -61,7 +61,8 @@ async def accept(rt: Runtime, body: bytes) -> bytes:
 
     Raises:
         RequestValidationError: the body does not match the schema (422 naming the field).
-        APIError: a timestamp more than an hour ahead (422); the queue is full or the store failed (503).
+        APIError: a timestamp more than an hour ahead or older than the retention (422); the queue is
+            full or the store failed (503).
     """
     try:
         parsed = LOG_BODY.validate_json(body)
@@ -69,16 +70,22 @@ async def accept(rt: Runtime, body: bytes) -> bytes:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
     batch = isinstance(parsed, EventBatch)
     events = parsed.events if batch else [parsed]  # ids/timestamps filled by validation
-    limit = datetime.now(UTC) + timedelta(hours=1)
+    now = datetime.now(UTC)
+    ahead, behind = now + timedelta(hours=1), now - timedelta(days=rt.settings.retention_days)
     # Every offending event is named (not only the first), so a client can drop exactly those and resend.
-    future = [
-        {"field": f"events[{i}].timestamp" if batch else "timestamp", "message": "more than 1 hour in the future",
-         "type": "value_error"}
-        for i, event in enumerate(events) if event.timestamp is not None and event.timestamp > limit
+    # An event older than the retention would be accepted, then deleted by the next retention pass unseen.
+    problems = [
+        {"field": f"events[{i}].timestamp" if batch else "timestamp", "message": message, "type": "value_error"}
+        for i, event in enumerate(events) if event.timestamp is not None
+        for message in (
+            ["more than 1 hour in the future"] if event.timestamp > ahead
+            else [f"older than the {rt.settings.retention_days}-day retention"] if event.timestamp < behind
+            else []
+        )
     ]
-    if future:
-        raise APIError(422, "validation_error", f"invalid field '{future[0]['field']}': more than 1 hour in the future",
-                       details=future)
+    if problems:
+        raise APIError(422, "validation_error", f"invalid field '{problems[0]['field']}': {problems[0]['message']}",
+                       details=problems)
     try:
         future = rt.writer.submit_async(events)
     except Overloaded as exc:

@@ -69,7 +69,11 @@ class InferenceEvent(_Strict):
         description="Caller's id of the inference; the idempotency key (a retried event is stored once). "
         "Generated when absent.",
     )
-    timestamp: datetime | None = Field(default=None, description="When the inference ran (UTC); defaults to now.")
+    timestamp: datetime | None = Field(
+        default=None,
+        description="When the inference ran (UTC); defaults to now. At most 1 hour ahead, and not older than "
+        "the store's retention (`retention_days`, 30 by default): such an event would be deleted unseen.",
+    )
     model_version: str = Field(min_length=1, max_length=64, pattern=_ID_PATTERN)
     latency_ms: Num = Field(ge=0, le=3_600_000, description="End-to-end inference latency in milliseconds.")
     probability: Num | None = Field(default=None, ge=0, le=1, description="Stego probability; null on error.")
