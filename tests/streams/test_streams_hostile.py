@@ -6,7 +6,9 @@ old code took many times longer) so they hold on a slow, shared machine.
 
 from __future__ import annotations
 
+import struct
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -15,7 +17,13 @@ from v4_stream_images import encode, natural
 
 from v4runtime.errors import ImageError
 from v4runtime.streams import extract_streams
-from v4runtime.streams.containers import MAX_JPEG_SCANS, gif_without_comments, parse_container
+from v4runtime.streams.containers import (
+    MAX_JPEG_MARKERS,
+    MAX_JPEG_SCANS,
+    MAX_PNG_CHUNKS,
+    gif_without_comments,
+    parse_container,
+)
 
 _PLANES = ("pixel", "lsb", "alpha", "palette", "palette_lsb", "content")
 
@@ -93,3 +101,36 @@ def test_jpeg_with_more_scans_than_any_encoder_writes_is_refused() -> None:
         extract_streams(_progressive_with_scans(MAX_JPEG_SCANS + 1))
     assert info.value.reason == "corrupt"
     assert "scans" in str(info.value)
+
+
+def _png_chunk(kind: bytes, body: bytes = b"") -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+@pytest.mark.timeout(60)
+def test_png_with_a_million_empty_chunks_is_refused_fast() -> None:
+    """Pillow keeps every unknown chunk: 1 M empty ones took 6 s and 160 MB, and the byte cap allows 20 M."""
+    png = encode(Image.fromarray(natural(16, 16)), "PNG")
+    iend = png.rindex(b"IEND") - 4
+    filler = _png_chunk(b"prVt")
+    at_cap = png[:iend] + filler * (MAX_PNG_CHUNKS - 3) + png[iend:]  # IHDR, IDAT and IEND count too
+    assert extract_streams(at_cap).info.format == "PNG"
+    start = time.perf_counter()
+    with pytest.raises(ImageError) as info:
+        extract_streams(png[:iend] + filler * 1_000_000 + png[iend:])
+    assert info.value.reason == "corrupt" and "chunks" in str(info.value)
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("filler", [b"\xff\xe5\x00\x02", b"\xff\x01"], ids=["empty-app-segments", "standalone-markers"])
+def test_jpeg_with_a_million_markers_is_refused_fast(filler: bytes) -> None:
+    """A million empty APP segments took Pillow 2 s and 168 MB; standalone markers cost our own walk a loop each."""
+    jpeg = encode(Image.fromarray(natural(16, 16)), "JPEG")
+    at_half_the_cap = jpeg[:2] + filler * (MAX_JPEG_MARKERS // 2) + jpeg[2:]
+    assert parse_container(at_half_the_cap).image_end == len(at_half_the_cap)
+    start = time.perf_counter()
+    with pytest.raises(ImageError) as info:
+        parse_container(jpeg[:2] + filler * 1_000_000 + jpeg[2:])
+    assert info.value.reason == "corrupt" and "markers" in str(info.value)
+    assert time.perf_counter() - start < 5
