@@ -24,7 +24,7 @@ from v4runtime.files import read_file
 
 ENV_PREFIX = "V4_"
 #: Field names whose values are masked when settings are displayed.
-SECRET_FIELDS = frozenset({"read_tokens", "write_tokens", "webhook_token", "password"})
+SECRET_FIELDS = frozenset({"read_tokens", "write_tokens", "webhook_token", "monitor_token", "password"})
 #: A config file larger than this is refused (a settings file is a few hundred bytes).
 MAX_CONFIG_BYTES = 1_048_576
 
@@ -146,6 +146,9 @@ class ScannerSettings(_Section):
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=8401, ge=0, le=65535)
     monitor_url: str | None = None
+    #: Write token for the monitoring API. Set it as ``V4_SCANNER__MONITOR_TOKEN`` rather than
+    #: ``--monitor-token``: a command line is visible to every user in ``ps``.
+    monitor_token: str | None = Field(default=None, min_length=1)
 
     @field_validator("monitor_url")
     @classmethod

@@ -251,14 +251,14 @@ def _run(args: argparse.Namespace) -> int:
     # --host: up promises loopback and polls 127.0.0.1, whatever V4_*__HOST says.
     monitor_argv = [*exe, "monitor", "serve", "--db", db_url, "--host", "127.0.0.1", "--port", str(monitor_port)]
     scan_argv = [*exe, "service", "serve", "--host", "127.0.0.1", "--port", str(scan_port), "--monitor-url", monitor_url]
-    if token:
-        scan_argv += ["--monitor-token", token]
+    # The token travels in the environment: a command line is readable by every user through ps.
+    scan_env = {"V4_SCANNER__MONITOR_TOKEN": token} if token else None
 
     if not args.skip_site:
         build_site(state / "site")
     with (
         service("monitor", monitor_argv, logs) as monitor,
-        service("scan", scan_argv, logs) as scan,
+        service("scan", scan_argv, logs, env=scan_env) as scan,
     ):
         wait_ready(f"{monitor_url}/health/ready", monitor, log=logs / "monitor.log")
         wait_ready(f"{scan_url}/health/ready", scan, log=logs / "scan.log")

@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--model", default=None, help="model name or ONNX path (default: the shipped model)")
     serve.add_argument("--threshold", type=float, default=None, help="decision threshold (default: model card's)")
     serve.add_argument("--monitor-url", default=None, help="monitoring API to report scans to (optional)")
-    serve.add_argument("--monitor-token", default=None, help="write token for the monitoring API")
+    serve.add_argument("--monitor-token", default=None,
+                       help="write token for the monitoring API (visible in ps: prefer V4_SCANNER__MONITOR_TOKEN)")
     serve.add_argument("--config", default=None, metavar="FILE", help="YAML settings file")
     serve.add_argument("--port-file", default=None, metavar="FILE", help="write the bound port here")
     serve.set_defaults(func=_serve)
@@ -31,7 +32,8 @@ def _serve(args: argparse.Namespace) -> int:
     settings = load_settings(args.config).scanner
     scanner = Scanner(model=args.model or settings.model, threshold=settings.threshold if args.threshold is None else args.threshold)
     monitor_url = args.monitor_url or settings.monitor_url
-    monitor = MonitoringClient(monitor_url, token=args.monitor_token) if monitor_url else None
+    token = args.monitor_token or settings.monitor_token
+    monitor = MonitoringClient(monitor_url, token=token) if monitor_url else None
     try:
         app = create_scan_app(scanner, monitor)
     except Exception:
