@@ -51,6 +51,17 @@ DISPATCH = 16
 #: ``executor="auto"`` uses processes from this many files on (below, start-up costs more than it saves).
 AUTO_PROCESS_MIN_FILES = 64
 
+#: Executors :meth:`Scanner.scan_many` accepts.
+EXECUTORS = ("auto", "thread", "process")
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 #: Number of inference sessions this process has created (see :func:`create_session`).
 SESSIONS_CREATED = 0
 _SESSIONS_LOCK = threading.Lock()
@@ -253,9 +264,7 @@ class Scanner:
         self.card = getattr(self.resolved, "card", None)
         if threshold is None:
             threshold = _card_threshold(self.card)
-        self.threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"threshold must be within [0, 1], got {self.threshold}")
+        self.threshold = DEFAULT_THRESHOLD if threshold is None else _check_threshold(threshold)
         self.intra_op_threads = intra_op_threads
         self.zero_streams = frozenset(zero_streams)
         unknown = self.zero_streams - set(STREAM_NAMES)
@@ -266,6 +275,7 @@ class Scanner:
         self._has_gates = OUTPUT_GATES in self._output_names
         self._threads: tuple[int, ThreadPoolExecutor] | None = None
         self._processes: tuple[int, ProcessPoolExecutor] | None = None
+        self._pools_lock = threading.Lock()  # scan_many may be called from several threads at once
 
     @property
     def model_name(self) -> str:
@@ -291,6 +301,10 @@ class Scanner:
         return prepared.result
 
     def _prepare(self, source: str | os.PathLike[str] | bytes) -> Prepared:
+        if not isinstance(source, str | os.PathLike | bytes | bytearray | memoryview):
+            result = ScanResult(path=f"<{type(source).__name__}>", error_reason="bad_input",
+                                error=f"expected a path or bytes, got {type(source).__name__}: {source!r:.80}")
+            return Prepared(result, None)
         result = ScanResult(path=source if isinstance(source, str) else "<bytes>")
         if isinstance(source, os.PathLike):
             result.path = str(source)
@@ -382,7 +396,8 @@ class Scanner:
 
         Args:
             sources: paths or bytes.
-            workers: parallel workers (1 = in this thread).
+            workers: parallel workers (1 = in this thread); more than the CPUs this process may
+                use (:func:`available_cpus`) only contend for them, so they are capped there, with a warning.
             batch_size: files per inference call (default 1: batching does not pay on CPU for
                 this model, measured by ``v4runtime bench scan``).
             executor: ``"process"`` (one scanner, hence one session, per worker process; the pool
@@ -391,6 +406,10 @@ class Scanner:
                 :data:`AUTO_PROCESS_MIN_FILES` files, else threads. Stream extraction holds the GIL
                 for much of its time, so threads barely scale; ``v4runtime bench scan`` measures both.
             progress: called with each result as it completes.
+
+        Raises:
+            ConfigError: ``workers`` or ``batch_size`` is not an integer of at least 1, or
+                ``executor`` is not one of :data:`EXECUTORS`.
         """
         return list(
             self.iter_scan(
@@ -407,22 +426,41 @@ class Scanner:
         executor: str = "auto",
         progress: Callable[[ScanResult], None] | None = None,
     ) -> Iterator[ScanResult]:
-        """Like :meth:`scan_many`, yielding results in input order as batches complete."""
-        items = list(sources)
-        batch_size = max(1, int(batch_size))
-        per_worker = -(-len(items) // max(1, workers))  # ceil: small jobs still reach every worker
+        """Like :meth:`scan_many`, yielding results in input order as batches complete.
+
+        The arguments are checked at the call, before any file is read (see :meth:`scan_many`).
+        """
+        workers = _check_count("workers", workers)
+        batch_size = _check_count("batch_size", batch_size)
+        if executor not in EXECUTORS:
+            raise ConfigError(f"executor must be one of {', '.join(map(repr, EXECUTORS))}, got {executor!r}")
+        cpus = available_cpus()
+        if workers > cpus:
+            log.warning("%d workers asked for, but only %d CPU(s) available: using %d", workers, cpus, cpus)
+            workers = cpus
+        return self._iter_scan(list(sources), workers, batch_size, executor, progress)
+
+    def _iter_scan(
+        self,
+        items: list[str | os.PathLike[str] | bytes],
+        workers: int,
+        batch_size: int,
+        executor: str,
+        progress: Callable[[ScanResult], None] | None,
+    ) -> Iterator[ScanResult]:
+        per_worker = -(-len(items) // workers)  # ceil: small jobs still reach every worker
         size = max(batch_size, min(DISPATCH, per_worker))
         chunks = [(batch_size, items[i : i + size]) for i in range(0, len(items), size)]
         if executor == "auto":
             executor = "process" if workers > 1 and len(items) >= AUTO_PROCESS_MIN_FILES else "thread"
-        if executor not in ("thread", "process"):
-            raise ValueError(f"executor must be 'auto', 'thread' or 'process', got {executor!r}")
         if workers <= 1 or len(chunks) <= 1:
             results_iter: Iterable[list[ScanResult]] = map(self._scan_chunk, chunks)
-        elif executor == "thread":
-            results_iter = self._thread_pool(workers).map(self._scan_chunk, chunks)
         else:
-            results_iter = self._process_pool(workers).map(_worker_scan_chunk, chunks)
+            with self._pools_lock:  # map submits every chunk before it returns: no other call can swap the pool first
+                if executor == "thread":
+                    results_iter = self._thread_pool(workers).map(self._scan_chunk, chunks)
+                else:
+                    results_iter = self._process_pool(workers).map(_worker_scan_chunk, chunks)
         for chunk_results in results_iter:
             for result in chunk_results:
                 if progress is not None:
@@ -430,9 +468,10 @@ class Scanner:
                 yield result
 
     def _thread_pool(self, workers: int) -> ThreadPoolExecutor:
+        # A pool being replaced may still run another caller's chunks: it finishes them, then stops.
         if self._threads is None or self._threads[0] != workers:
             if self._threads is not None:
-                self._threads[1].shutdown()
+                self._threads[1].shutdown(wait=False)
             self._threads = (workers, ThreadPoolExecutor(max_workers=workers))
         return self._threads[1]
 
@@ -440,7 +479,7 @@ class Scanner:
         # kept between calls: starting processes and their sessions costs about half a second
         if self._processes is None or self._processes[0] != workers:
             if self._processes is not None:
-                self._processes[1].shutdown(cancel_futures=True)
+                self._processes[1].shutdown(wait=False)
             pool = ProcessPoolExecutor(
                 max_workers=workers,
                 mp_context=_mp_context(),
@@ -452,10 +491,11 @@ class Scanner:
 
     def close(self) -> None:
         """Stop worker threads and processes started by :meth:`scan_many` (the session stays usable)."""
-        for slot in (self._threads, self._processes):
+        with self._pools_lock:
+            slots, self._threads, self._processes = (self._threads, self._processes), None, None
+        for slot in slots:
             if slot is not None:
                 slot[1].shutdown(cancel_futures=True)
-        self._threads = self._processes = None
 
     def __enter__(self) -> Scanner:
         return self
@@ -471,6 +511,26 @@ class Scanner:
             self._infer(prepared)
             results += [p.result for p in prepared]
         return results
+
+
+def _check_threshold(value: object) -> float:
+    """``value`` as a threshold in [0, 1] (``-0.0`` becomes ``0.0``); ConfigError otherwise (NaN included)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        threshold = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"threshold must be a number within [0, 1], got {value!r}") from None
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"threshold must be within [0, 1], got {threshold}")
+    return threshold + 0.0
+
+
+def _check_count(name: str, value: object) -> int:
+    """``value`` if it is an integer of at least 1; ConfigError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ConfigError(f"{name} must be an integer of at least 1, got {value!r}")
+    return int(value)
 
 
 # -- process workers: one Scanner (one session) per worker process ----------------------------------
@@ -502,6 +562,7 @@ def _worker_scan_chunk(task: tuple[int, Sequence[str | bytes]]) -> list[ScanResu
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "EXECUTORS",
     "ScanResult",
     "Scanner",
     "Timings",

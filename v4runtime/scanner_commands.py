@@ -1,8 +1,8 @@
 """``v4runtime scan`` and ``v4runtime evaluate``: thin wrappers over the scanner and the evaluation.
 
 Exit status of ``scan``: 0 when every file was read and none is stego, 1 when at least one file is
-flagged, 2 when some file could not be read (this wins over 1, so a script never mistakes a
-partial scan for a complete one).
+flagged, 2 when some file, or some folder's listing, could not be read (this wins over 1, so a script
+never mistakes a partial scan for a complete one).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     out.add_argument("--json", action="store_true", help="print one JSON document with every result")
     out.add_argument("--jsonl", action="store_true", help="print one JSON object per file, as they finish")
     scan.add_argument("--workers", type=int, default=1, metavar="N",
-                      help="parallel workers: processes from 64 files on, else threads (default 1)")
+                      help="parallel workers: processes from 64 files on, else threads; at most the CPU count "
+                           "(default 1)")
     scan.add_argument("--threshold", type=float, default=None, metavar="T",
                       help="stego probability threshold (default: the model card's)")
     scan.add_argument("--model", default=None, metavar="NAME|PATH",
@@ -84,12 +85,18 @@ class Collected:
         not_files: Entries of folders that are neither files nor folders (named pipes, sockets,
             devices, broken links) and whose name does not say image; those whose name does are
             scanned, so the scan reports them as unreadable.
+        links_not_followed: Symbolic links to folders met inside a folder: not followed (a link
+            can lead out of the tree or back into it); a folder named on the command line is.
+        folders_unreadable: Folders whose entries could not be listed, with the reason: their
+            files were not scanned, so the scan ends with exit status 2.
     """
 
     paths: list[str] = field(default_factory=list)
     not_images: list[str] = field(default_factory=list)
     folders_not_entered: list[str] = field(default_factory=list)
     not_files: list[str] = field(default_factory=list)
+    links_not_followed: list[str] = field(default_factory=list)
+    folders_unreadable: list[str] = field(default_factory=list)
 
 
 def _looks_like_an_image(path: Path) -> bool:
@@ -117,12 +124,19 @@ def collect_paths(paths: Iterable[str], recursive: bool) -> Collected:
     candidates: list[str] = []
     for raw in paths:
         p = Path(raw)
-        if not p.is_dir():
+        if not _is_dir(p):
             candidates.append(raw)
             continue
-        for entry in sorted(p.rglob("*") if recursive else p.iterdir()):
+        for entry in _walk(p, recursive, found):
+            try:
+                entry.is_symlink(), entry.is_dir(), entry.is_file()
+            except OSError:  # e.g. a name too long to stat: the scan reports it as unreadable
+                candidates.append(str(entry))
+                continue
             if entry.is_dir():
-                if not recursive:
+                if entry.is_symlink():
+                    found.links_not_followed.append(str(entry))
+                elif not recursive:
                     found.folders_not_entered.append(str(entry))
             elif entry.is_file():
                 (candidates if _looks_like_an_image(entry) else found.not_images).append(str(entry))
@@ -139,19 +153,69 @@ def collect_paths(paths: Iterable[str], recursive: bool) -> Collected:
     return found
 
 
+def _walk(root: Path, recursive: bool, found: Collected) -> Iterator[Path]:
+    """Entries under ``root``, each folder's sorted, a folder's contents right after it (the order
+    of ``sorted(root.rglob("*"))``).
+
+    Iterative, so a tree of any depth is walked without recursion; links to folders are listed,
+    not entered. A folder that cannot be listed is added to ``found.folders_unreadable``.
+    """
+    stack = [iter(_list_folder(root, found))]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        yield entry
+        if recursive and _is_dir(entry) and not entry.is_symlink():
+            stack.append(iter(_list_folder(entry, found)))
+
+
+def _is_dir(path: Path) -> bool:
+    """``path.is_dir()``, ``False`` where the path cannot even be looked at (too long, ...)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def _list_folder(folder: Path, found: Collected) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except OSError as exc:
+        found.folders_unreadable.append(f"{folder}: {exc.strerror or exc}")
+        return []
+
+
+#: What each list of :class:`Collected` says on standard error, in this order.
+_LEFT_OUT_LINES = (
+    ("not_images", "left out {n} file(s) that are not images by name or content, e.g. {first}"),
+    ("not_files", "left out {n} entry(ies) that are not files (pipes, sockets, devices, broken links), e.g. {first}"),
+    ("links_not_followed", "left out {n} link(s) to folders, not followed, e.g. {first}: name them to scan them"),
+    ("folders_unreadable", "error: {n} folder(s) could not be read, their files were not scanned, e.g. {first}"),
+    ("folders_not_entered", "left out {n} sub-folder(s), e.g. {first}: scan them with --recursive"),
+)
+
+
 def _report_left_out(found: Collected, stream: TextIO) -> None:
     """Say on ``stream`` what the folders held that was not scanned, and when nothing was."""
-    if found.not_images:
-        print(f"left out {len(found.not_images)} file(s) that are not images by name or content, "
-              f"e.g. {found.not_images[0]}", file=stream)
-    if found.not_files:
-        print(f"left out {len(found.not_files)} entry(ies) that are not files (pipes, sockets, devices, "
-              f"broken links), e.g. {found.not_files[0]}", file=stream)
-    if found.folders_not_entered:
-        print(f"left out {len(found.folders_not_entered)} sub-folder(s), e.g. {found.folders_not_entered[0]}: "
-              "scan them with --recursive", file=stream)
+    for field_name, template in _LEFT_OUT_LINES:
+        entries = getattr(found, field_name)
+        if entries:
+            print(template.format(n=len(entries), first=entries[0]), file=stream)
     if not found.paths:
         print("warning: no image files found: nothing was scanned", file=stream)
+
+
+def _say(line: str, stream: TextIO | None = None) -> None:
+    """Print ``line``; where ``stream``'s encoding cannot show a character (a file name whose bytes
+    are not UTF-8, an ASCII-only terminal) write it as a backslash escape instead of failing."""
+    stream = sys.stdout if stream is None else stream
+    try:
+        print(line, file=stream)
+    except UnicodeEncodeError:
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        print(line.encode(encoding, "backslashreplace").decode(encoding), file=stream)
 
 
 def _progress_bar(total: int, stream: TextIO) -> Any:
@@ -236,7 +300,7 @@ def _summary(results: list[Any], stream: TextIO) -> None:
     print("", file=stream)
     print(f"{'summary':<{width}}  count", file=stream)
     for key, n in rows:
-        print(f"{key:<{width}}  {n:>5}", file=stream)
+        _say(f"{key:<{width}}  {n:>5}", stream)
 
 
 def _human_line(r: Any) -> str:
@@ -286,7 +350,7 @@ def run_scan(args: argparse.Namespace) -> int:
             if args.jsonl:
                 print(json.dumps(record), flush=True)
             elif not args.json:
-                print(_human_line(r) + _payload_line(record.get("payload")))
+                _say(_human_line(r) + _payload_line(record.get("payload")))
     finally:
         scanner.close()
     if bar is not None:
@@ -295,11 +359,13 @@ def run_scan(args: argparse.Namespace) -> int:
         print(json.dumps({"model": scanner.model_name, "model_sha256": scanner.model_sha256,
                           "threshold": scanner.threshold, "results": records,
                           "left_out": {"not_images": found.not_images, "not_files": found.not_files,
-                                       "folders_not_entered": found.folders_not_entered}}, indent=2))
+                                       "folders_not_entered": found.folders_not_entered,
+                                       "links_not_followed": found.links_not_followed,
+                                       "folders_unreadable": found.folders_unreadable}}, indent=2))
     elif not args.jsonl:
         _summary(results, sys.stdout)
     _report_left_out(found, sys.stderr)
-    if any(r.error is not None for r in results):
+    if found.folders_unreadable or any(r.error is not None for r in results):
         return EXIT_UNREADABLE
     return EXIT_STEGO if any(r.is_stego for r in results) else EXIT_CLEAN
 

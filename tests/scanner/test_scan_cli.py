@@ -63,7 +63,8 @@ def test_a_renamed_image_in_a_folder_is_still_scanned(toy_model_path: Path, imag
     assert scanned["holiday.dat"]["is_stego"] and scanned["holiday.dat"]["format"] == "PNG"
     assert scanned["no-suffix"]["format"] == "JPEG"
     assert doc["left_out"] == {"not_images": [str(image_dir / "notes.txt")], "not_files": [],
-                               "folders_not_entered": [str(image_dir / "sub")]}
+                               "folders_not_entered": [str(image_dir / "sub")], "links_not_followed": [],
+                               "folders_unreadable": []}
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need a POSIX system")

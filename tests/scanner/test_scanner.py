@@ -126,7 +126,7 @@ def test_process_workers(toy_model_path: Path, image_dir: Path) -> None:
     assert [(r.path, r.is_stego, r.error_reason) for r in procs] == [
         (r.path, r.is_stego, r.error_reason) for r in threads
     ]
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="executor"):
         s.scan_many(paths, executor="fibres")
 
 
