@@ -2,12 +2,22 @@
 
 Each benchmark module exposes ``add_arguments(parser)`` and ``run(args) -> int``. Benchmarks print
 figures with a baseline measured in the same run; they are never timed tests.
+
+Options are checked before anything is measured (:func:`require`, :func:`check_output_dir`,
+:func:`check_output_file`), and reports are written with :func:`write_reports`: all files of a report
+or none, so a failed or interrupted run leaves the previous report in place.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import tempfile
+from pathlib import Path
+
+from v4runtime.errors import ConfigError
 
 #: Benchmark name -> module implementing it.
 BENCHMARKS: dict[str, str] = {
@@ -31,3 +41,65 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sub = bench_sub.add_parser(name, help=(module.__doc__ or name).strip().splitlines()[0])
         module.add_arguments(sub)
         sub.set_defaults(func=module.run)
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise :class:`ConfigError` with ``message`` unless ``condition`` holds (option checks)."""
+    if not condition:
+        raise ConfigError(message)
+
+
+def check_output_dir(path: str | os.PathLike[str], option: str, shown: str | os.PathLike[str] | None = None) -> None:
+    """Fail now, not after the measurement, when ``path`` cannot become (or is not) a writable folder.
+
+    ``shown`` is the path named in the message (default ``path``).
+    """
+    probe = Path(path)
+    target = Path(shown) if shown is not None else probe
+    while not probe.exists() and probe != probe.parent:  # the nearest part of the path that exists
+        if probe.is_symlink():  # a dangling link
+            raise ConfigError(f"{option} {target}: {probe} is a broken link")
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{option} {target}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {target}: {probe} is not writable")
+
+
+def check_output_file(path: str | os.PathLike[str], option: str) -> None:
+    """Fail now when ``path`` is a folder or its folder cannot be written."""
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"{option} {target} is a folder, not a file")
+    check_output_dir(target.parent, option, shown=target)
+
+
+def write_reports(files: dict[Path, str]) -> None:
+    """Write every file of a report, or none of them.
+
+    Each text goes to a temporary file beside its target; only when all are written are they renamed
+    into place, so an error or an interrupt leaves the previous report (or no report), never half of one.
+    """
+    for path in files:  # a rename onto a folder fails: find out before the first file is replaced
+        if path.is_dir():
+            raise ConfigError(f"cannot write {path}: it is a folder")
+    staged: list[tuple[str, Path]] = []
+    current: Path | None = None
+    try:
+        for path, text in files.items():
+            current = path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            staged.append((tmp, path))
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.chmod(tmp, 0o644)
+        for tmp, path in staged:
+            current = path
+            os.replace(tmp, path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {current}: {exc.strerror or exc}") from exc
+    finally:
+        for tmp, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)

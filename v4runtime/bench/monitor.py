@@ -211,23 +211,50 @@ async def _open_loop(port: int, name: str, make: Any, *, rate: float, duration: 
 
 # Server lifecycle ------------------------------------------------------------------------------
 def _start_server(db_url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``monitor serve`` on 127.0.0.1 and an ephemeral port; stopped again if it does not come up."""
+    from v4runtime.errors import MonitoringError
+
     port_file = workdir / "port"
     env = {k: v for k, v in os.environ.items() if not k.startswith("V4_")}
     env.update({
         "V4_MONITOR__WRITE_TOKENS": "bench", "V4_MONITOR__RATE_LIMIT_PER_SECOND": "10000000",
         "V4_MONITOR__MAX_BODY_BYTES": str(64 << 20), "V4_MONITOR__ALERT_INTERVAL_S": "15",
     })
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "v4runtime", "monitor", "serve", "--db", db_url, "--port", "0",
-         "--port-file", str(port_file)],
-        env=env, stdout=subprocess.DEVNULL, stderr=(workdir / "server.log").open("wb"),
-    )
-    deadline = time.monotonic() + 30
-    while not port_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"monitor server did not start: {(workdir / 'server.log').read_text()[-1000:]}")
-        time.sleep(0.05)
-    return proc, int(port_file.read_text())
+    log_path = workdir / "server.log"
+    with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "v4runtime", "monitor", "serve", "--db", db_url, "--host", "127.0.0.1",
+             "--port", "0", "--port-file", str(port_file)],
+            env=env, stdout=subprocess.DEVNULL, stderr=log,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise MonitoringError(f"monitor server did not start: {_log_tail(workdir)}", reason="unreachable")
+            time.sleep(0.05)
+        return proc, int(port_file.read_text())
+    except BaseException:  # a failed start, Ctrl-C or SIGTERM: leave no server behind
+        _stop_server(proc)
+        raise
+
+
+def _log_tail(workdir: Path) -> str:
+    try:
+        lines = (workdir / "server.log").read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "empty"
+
+
+def _stop_server(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _preload(db_url: str, n: int) -> float:
@@ -313,36 +340,66 @@ def _bench_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="v4-bench-") as tmp:
         workdir = Path(tmp)
         schema = None
-        if backend == "sqlite":
-            db_url = f"sqlite:///{workdir}/bench.db"
-        else:
-            import psycopg
-
-            schema = f"v4bench_{uuid.uuid4().hex[:8]}"
-            with psycopg.connect(args.pg_url, autocommit=True) as conn:
-                conn.execute(f"CREATE SCHEMA {schema}")
-            sep = "&" if "?" in args.pg_url else "?"
-            db_url = f"{args.pg_url}{sep}options=-csearch_path%3D{schema}"
-        proc, port = _start_server(db_url, workdir)
+        proc = None
         try:
-            results = _run_loop(_measure(port, args, db_url))
+            if backend == "sqlite":
+                db_url = f"sqlite:///{workdir}/bench.db"
+            else:
+                import psycopg
+
+                schema = f"v4bench_{uuid.uuid4().hex[:8]}"
+                with psycopg.connect(args.pg_url, autocommit=True) as conn:
+                    conn.execute(f"CREATE SCHEMA {schema}")
+                sep = "&" if "?" in args.pg_url else "?"
+                db_url = f"{args.pg_url}{sep}options=-csearch_path%3D{schema}"
+            proc, port = _start_server(db_url, workdir)
+            try:
+                results = _run_loop(_measure(port, args, db_url))
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+                from v4runtime.errors import MonitoringError
+
+                raise MonitoringError(f"{backend}: the monitor server stopped answering ({type(exc).__name__}: "
+                                      f"{exc}); its log: {_log_tail(workdir)}", reason="unreachable") from exc
             import httpx
 
             stats = httpx.get(f"http://127.0.0.1:{port}/v1/metrics/stats", params={"window": "1h"},
                               headers={"Authorization": "Bearer bench"}, timeout=30).json()
             results["stats_window_events"] = stats["events"]
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            if proc is not None:
+                _stop_server(proc)
             if schema is not None:
                 import psycopg
 
                 with psycopg.connect(args.pg_url, autocommit=True) as conn:
                     conn.execute(f"DROP SCHEMA {schema} CASCADE")
     return results
+
+
+def _check_phases(backend: str, results: dict[str, Any]) -> None:
+    """A phase without one successful answer has no latency and no throughput: fail, report nothing."""
+    from v4runtime.errors import MonitoringError
+
+    for phase in results.values():
+        if isinstance(phase, dict) and "requests" in phase and "name" in phase and phase["requests"] == 0:
+            raise MonitoringError(f"{backend}: phase {phase['name']!r} got no successful answer "
+                                  f"({phase['errors']} errors): no figure to report", reason="empty_phase")
+
+
+def _check_postgresql(url: str) -> None:
+    """Fail before any measurement (not after the SQLite run) when PostgreSQL cannot be reached."""
+    from v4runtime.errors import StoreError
+
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise StoreError("the postgresql backend needs psycopg installed (or use --backend sqlite)") from exc
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreError(f"PostgreSQL at --pg-url is unreachable ({first}); start it, or use --backend sqlite",
+                         reason="unreachable") from exc
 
 
 # Rendering -------------------------------------------------------------------------------------
@@ -445,19 +502,60 @@ def _read_load(settings: dict[str, Any]) -> str:
     return "with 4 connections kept busy"  # reports written before the fixed-rate read phases
 
 
+#: Most requests one open-loop phase may schedule (rate x duration): their bodies are built beforehand.
+MAX_SCHEDULED = 1_000_000
+#: Most events in one batch request (about 15 MB of JSON, under the server's body limit set here).
+MAX_BATCH = 100_000
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Reject options that give empty phases, divide by zero or exhaust memory, before a server starts."""
+    from v4runtime.bench import check_output_dir, require
+
+    require(args.duration > 0, f"--duration must be more than 0 seconds, got {args.duration:g}")
+    for option, rate in (("--log-rate", args.log_rate), ("--read-rate", args.read_rate)):
+        require(rate > 0, f"{option} must be more than 0 requests/s, got {rate:g}")
+        scheduled = rate * args.duration
+        require(scheduled >= 1, f"{option} x --duration schedules {scheduled:g} requests: at least 1 is needed")
+        require(scheduled <= MAX_SCHEDULED,
+                f"{option} x --duration schedules {scheduled:,.0f} requests: at most {MAX_SCHEDULED:,} per phase")
+    require(1 <= args.batch_size <= MAX_BATCH,
+            f"--batch-size must be between 1 and {MAX_BATCH:,}, got {args.batch_size}")
+    require(args.stats_events >= 0, f"--stats-events must be 0 or more, got {args.stats_events}")
+    if not args.no_write:
+        check_output_dir(args.output_dir, "--output-dir")
+
+
+def _render_only(out: Path) -> int:
+    from v4runtime.bench import write_reports
+    from v4runtime.errors import ConfigError
+
+    source = out / "bench.json"
+    try:
+        report = json.loads(source.read_text(encoding="utf-8"))
+        files = {out / "bench.md": render_markdown(report), out / "endpoints.md": render_endpoints(report)}
+    except OSError as exc:
+        raise ConfigError(f"--render-only needs {source}: {exc.strerror or exc}") from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{source} is not a report of this benchmark ({type(exc).__name__}: {exc})") from exc
+    write_reports(files)
+    print(f"rendered {out}/bench.md, endpoints.md from bench.json")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print the tables, and write the generated files."""
+    from v4runtime.bench import write_reports
+
     if args.render_only:
-        out = args.output_dir
-        report = json.loads((out / "bench.json").read_text(encoding="utf-8"))
-        (out / "bench.md").write_text(render_markdown(report), encoding="utf-8")
-        (out / "endpoints.md").write_text(render_endpoints(report), encoding="utf-8")
-        print(f"rendered {out}/bench.md, endpoints.md from bench.json")
-        return 0
+        return _render_only(args.output_dir)
     if args.quick:
         args.duration, args.stats_events, args.log_rate, args.batch_size = 0.5, 2000, 200.0, 100
         args.read_rate = 100.0
+    check_args(args)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    if "postgresql" in backends:
+        _check_postgresql(args.pg_url)
     report: dict[str, Any] = {
         "command": "v4runtime bench monitor" + (" --quick" if args.quick else ""),
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -471,13 +569,12 @@ def run(args: argparse.Namespace) -> int:
     for backend in backends:
         print(f"benchmarking {backend} ...", flush=True)
         report["backends"][backend] = _bench_backend(backend, args)
+        _check_phases(backend, report["backends"][backend])
     text = render_markdown(report)
     print(text)
     if not args.no_write:
         out: Path = args.output_dir
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "bench.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        (out / "bench.md").write_text(text, encoding="utf-8")
-        (out / "endpoints.md").write_text(render_endpoints(report), encoding="utf-8")
+        write_reports({out / "bench.json": json.dumps(report, indent=2, sort_keys=True) + "\n",
+                       out / "bench.md": text, out / "endpoints.md": render_endpoints(report)})
         print(f"wrote {out}/bench.json, bench.md, endpoints.md")
     return 0

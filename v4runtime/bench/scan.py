@@ -122,13 +122,21 @@ def _skipping_gain(scanner: Any, paths: list[Path]) -> dict[str, Any]:
 
 def measure(paths: list[Path], model: str | None, workers: int) -> dict[str, Any]:
     """Run the three measurements on ``paths``; returns the report dict."""
-    from v4runtime.evaluation import percentiles
     from v4runtime.quantization.host import host_features
     from v4runtime.scanner import Scanner
 
     load_start = os.getloadavg()[0]
     host = host_features()
     scanner = Scanner(model=model, intra_op_threads=1)
+    try:
+        return _measure(scanner, paths, workers, host, load_start)
+    finally:
+        scanner.close()  # worker pools, also when a measurement fails or is interrupted
+
+
+def _measure(scanner: Any, paths: list[Path], workers: int, host: Any, load_start: float) -> dict[str, Any]:
+    from v4runtime.evaluation import percentiles
+
     for p in paths[:10]:  # warm-up: page cache, onnxruntime's first-run allocations
         scanner.scan(p)
     _decode_ms(paths[:10])
@@ -165,7 +173,6 @@ def measure(paths: list[Path], model: str | None, workers: int) -> dict[str, Any
         for name, (n, executor, batch) in configs.items():
             rounds[name].append(_throughput(scanner, paths, n, executor, batch_size=batch))
     throughput = {name: float(np.median(values)) for name, values in rounds.items()}
-    scanner.close()
     decode_rate = 1000 / float(np.mean(decode))
     return {
         "images": len(paths),
@@ -264,12 +271,32 @@ def _load_note(load: list[float] | None) -> str:
             "figures from a busy shared machine are lower bounds of what an idle one gives.")
 
 
+def max_workers() -> int:
+    """Most workers a run may ask for: one per core (at least 2, the target's configuration).
+
+    Each process worker loads its own model; more workers than cores measure nothing more and can
+    exhaust the machine's memory.
+    """
+    return max(2, os.cpu_count() or 1)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Reject options that would fail, or give meaningless figures, before any file is generated."""
+    from v4runtime.bench import check_output_dir, require
+
+    require(args.images >= 20, f"--images must be at least 20 (10 are used to warm up), got {args.images}")
+    require(1 <= args.workers <= max_workers(),
+            f"--workers must be between 1 and {max_workers()} (one per core), got {args.workers}")
+    require(args.seed >= 0, f"--seed must be 0 or more, got {args.seed}")
+    if not args.no_write:
+        check_output_dir(args.out_dir, "--out-dir")
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``v4runtime bench scan``."""
-    if args.images < 20:
-        from v4runtime.errors import ConfigError
+    from v4runtime.bench import write_reports
 
-        raise ConfigError("--images must be at least 20 (10 are used to warm up)")
+    check_args(args)
     with tempfile.TemporaryDirectory(prefix="v4-bench-scan-") as tmp:
         paths = make_images(Path(tmp), args.images, args.seed)
         report = measure(paths, args.model, args.workers)
@@ -277,8 +304,6 @@ def run(args: argparse.Namespace) -> int:
     print(text, end="")
     if not args.no_write:
         out = Path(args.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "bench-scan.json").write_text(json.dumps(report, indent=2) + "\n")
-        (out / "bench-scan.md").write_text(text)
+        write_reports({out / "bench-scan.json": json.dumps(report, indent=2) + "\n", out / "bench-scan.md": text})
         print(f"wrote {out / 'bench-scan.json'} and {out / 'bench-scan.md'}")
     return 0

@@ -74,6 +74,10 @@ def _time(func, files: list[tuple[str, bytes]]) -> tuple[float, dict[str, float]
 
 def measure(files: list[tuple[str, bytes]], rounds: int) -> dict[str, object]:
     """Time Pillow decoding and stream extraction of ``files``; best of ``rounds`` each."""
+    if not files:
+        from v4runtime.errors import ConfigError
+
+        raise ConfigError("no files to time: a throughput of zero files means nothing")
     from PIL import Image
 
     from v4runtime.streams import extract_streams
@@ -143,8 +147,31 @@ def _print(title: str, result: dict[str, object]) -> None:
         )
 
 
+#: Smallest file count and image side a run accepts: fewer files give a throughput of noise, and the
+#: largest payload (1,023 bytes, 1,028 framed) must fit a cover at one bit per pixel with room to spare.
+MIN_IMAGES, MIN_SIZE, MAX_SIZE = 20, 128, 4096
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Reject options that would fail, or give meaningless figures, before any file is built."""
+    from v4runtime.bench import check_output_file, require
+
+    require(args.images >= MIN_IMAGES, f"--images must be at least {MIN_IMAGES}, got {args.images}")
+    require(MIN_SIZE <= args.size <= MAX_SIZE, f"--size must be between {MIN_SIZE} and {MAX_SIZE}, got {args.size}")
+    require(args.rounds >= 1, f"--rounds must be at least 1, got {args.rounds}")
+    require(args.seed >= 0, f"--seed must be 0 or more, got {args.seed}")
+    for option, path in (("--json", args.json), ("--markdown", args.markdown)):
+        if path is not None:
+            check_output_file(path, option)
+    if args.json is not None and args.markdown is not None:
+        require(args.json.resolve() != args.markdown.resolve(), "--json and --markdown name the same file")
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the files, time both paths, print the figures (and write them if asked)."""
+    from v4runtime.bench import write_reports
+
+    check_args(args)
     files = make_files(args.images, args.size, args.seed)
     print(
         f"stream extraction, {len(files)} files of {args.size}x{args.size}, one core, "
@@ -153,10 +180,10 @@ def run(args: argparse.Namespace) -> int:
     result = measure(files, args.rounds)
     _print("same files, same process", result)
     result.update(size=args.size, rounds=args.rounds, python=platform.python_version(), machine=platform.machine())
+    outputs: dict[Path, str] = {}
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        outputs[args.json] = json.dumps(result, indent=2, sort_keys=True) + "\n"
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(_markdown(result, args.size), encoding="utf-8")
+        outputs[args.markdown] = _markdown(result, args.size)
+    write_reports(outputs)
     return 0
