@@ -18,6 +18,7 @@ from v4_stream_images import encode, natural
 from v4runtime.errors import ImageError
 from v4runtime.streams import extract_streams
 from v4runtime.streams.containers import (
+    MAX_JPEG_HEADER_FILL,
     MAX_JPEG_MARKERS,
     MAX_JPEG_SCANS,
     MAX_PNG_CHUNKS,
@@ -73,7 +74,7 @@ def test_gif_without_comments_keeps_every_other_byte() -> None:
 def test_jpeg_fill_bytes_are_skipped_in_c() -> None:
     """0xFF fill in a scan or before a marker was walked byte by byte in Python (~0.4 s per MB)."""
     jpeg = encode(Image.fromarray(natural(16, 16)), "JPEG")
-    for data in (jpeg[:-2] + b"\xff" * 20_000_000 + jpeg[-2:], jpeg[:2] + b"\xff" * 20_000_000 + jpeg[2:]):
+    for data in (jpeg[:-2] + b"\xff" * 20_000_000 + jpeg[-2:], jpeg[:2] + b"\xff" * MAX_JPEG_HEADER_FILL + jpeg[2:]):
         start = time.perf_counter()
         container = parse_container(data)
         assert time.perf_counter() - start < 0.5
@@ -134,3 +135,19 @@ def test_jpeg_with_a_million_markers_is_refused_fast(filler: bytes) -> None:
         parse_container(jpeg[:2] + filler * 1_000_000 + jpeg[2:])
     assert info.value.reason == "corrupt" and "markers" in str(info.value)
     assert time.perf_counter() - start < 5
+
+
+@pytest.mark.timeout(60)
+def test_jpeg_with_megabytes_of_fill_before_its_first_scan_is_refused_fast() -> None:
+    """Pillow parses the header in Python: 4 MB of 0xFF fill before a marker took 2 s, a 32 MB upload 16 s."""
+    jpeg = encode(Image.fromarray(natural(16, 16)), "JPEG")
+    assert extract_streams(jpeg[:2] + b"\xff" * MAX_JPEG_HEADER_FILL + jpeg[2:]).info.format == "JPEG"
+    many_runs = jpeg[:2] + (b"\xff" * 60_000 + b"\xff\xe5\x00\x02") * 4 + jpeg[2:]  # the runs add up
+    for data in (jpeg[:2] + b"\xff" * 4_000_000 + jpeg[2:], many_runs):
+        start = time.perf_counter()
+        with pytest.raises(ImageError) as info:
+            extract_streams(data)
+        assert info.value.reason == "corrupt" and "fill bytes" in str(info.value)
+        assert time.perf_counter() - start < 1
+    tail = jpeg[:-2] + b"\xff" * 4_000_000 + jpeg[-2:]  # after the scan libjpeg skips it in C: still read
+    assert extract_streams(tail).info.format == "JPEG"

@@ -112,6 +112,10 @@ MAX_JPEG_SCANS = 1000
 #: a few dozen. Pillow keeps every APP segment and spends microseconds on each: a file of a million
 #: empty segments took 2 s and 168 MB, and the byte cap allows a hundred times that.
 MAX_JPEG_MARKERS = 10_000
+#: Most 0xFF fill bytes a JPEG may have before its first scan, all runs together. Encoders write
+#: none or a few; Pillow reads the header in Python, about 0.5 s per megabyte of fill (16 s for
+#: one 32 MB upload to the scan service). After the first scan libjpeg skips fill in C.
+MAX_JPEG_HEADER_FILL = 65_536
 _SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 _NOT_FILL = re.compile(rb"[^\xff]")
 
@@ -122,7 +126,7 @@ def _parse_jpeg(data: bytes) -> Container:
     exif = b""
     has_icc = False
     progressive = False
-    scans = markers = 0
+    scans = markers = header_fill = 0
     while True:
         if pos >= n:
             raise _truncated("JPEG", "no EOI marker after the last segment")
@@ -136,6 +140,11 @@ def _parse_jpeg(data: bytes) -> Container:
                 raise _truncated("JPEG", "no EOI marker after the last segment")
             pos = nxt
         fill_end = _NOT_FILL.search(data, pos)  # fill bytes may precede a marker
+        if not scans:
+            header_fill += (fill_end.start() if fill_end else n) - pos - 1  # the marker's own 0xFF is not fill
+            if header_fill > MAX_JPEG_HEADER_FILL:
+                raise _corrupt("JPEG", f"more than {MAX_JPEG_HEADER_FILL} fill bytes before the first scan "
+                                       "(a parsing-time bomb)")
         pos = fill_end.start() if fill_end else n
         if pos >= n:
             raise _truncated("JPEG", "file ends inside a marker")
