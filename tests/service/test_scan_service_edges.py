@@ -87,8 +87,9 @@ def test_scans_answer_quickly_while_the_monitoring_api_hangs(served: tuple[str, 
             response = client.post("/v1/scan", content=image, headers={"X-Request-ID": f"slow-{i}"})
             assert response.status_code == 200 and time.monotonic() - start < 5
         counters = client.get("/health").json()["counters"]
-    assert counters["monitor_events_sent"] == 0
-    assert counters["monitor_events_buffered"] >= 1  # the first batch hangs in flight, later events wait
+    # Nothing got through, nothing was lost: the events are in flight or buffered (how many of each
+    # depends on when the sender thread took its batch, so only their absence from "dropped" is fixed).
+    assert counters["monitor_events_sent"] == 0 and counters["monitor_events_dropped"] == 0
 
 
 def test_invalid_request_id_does_not_lose_the_monitoring_event(served: tuple[str, MonitoringClient]) -> None:
