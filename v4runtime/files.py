@@ -13,7 +13,7 @@ import os
 import stat
 from pathlib import Path
 
-from v4runtime.errors import ImageError, V4Error
+from v4runtime.errors import ConfigError, ImageError, V4Error
 
 #: Files larger than this are refused before reading (bytes).
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
@@ -87,3 +87,31 @@ def _read_capped(fd: int, name: str, max_bytes: int, error: type[V4Error] = Imag
         if total > max_bytes:
             raise error(f"{name}: more than the limit of {max_bytes} bytes", reason="too_large")
     return b"".join(parts)
+
+
+def check_output_dir(
+    path: str | os.PathLike[str], option: str, shown: str | os.PathLike[str] | None = None,
+    *, error: type[V4Error] = ConfigError,
+) -> None:
+    """Fail now, not after the work, when ``path`` cannot become (or is not) a writable folder.
+
+    ``option`` starts the message (e.g. ``"--out-dir"``); ``shown`` is the path it names (default ``path``).
+    """
+    probe = Path(path)
+    target = Path(shown) if shown is not None else probe
+    while not probe.exists() and probe != probe.parent:  # the nearest part of the path that exists
+        if probe.is_symlink():  # a dangling link
+            raise error(f"{option} {target}: {probe} is a broken link")
+        probe = probe.parent
+    if not probe.is_dir():
+        raise error(f"{option} {target}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise error(f"{option} {target}: {probe} is not writable")
+
+
+def check_output_file(path: str | os.PathLike[str], option: str, *, error: type[V4Error] = ConfigError) -> None:
+    """Fail now when ``path`` is a folder, or its folder cannot be made or written."""
+    target = Path(path)
+    if target.is_dir():
+        raise error(f"{option} {target} is a folder, not a file")
+    check_output_dir(target.parent, option, shown=target, error=error)

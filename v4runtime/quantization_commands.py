@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from v4runtime.errors import QuantizationError
+from v4runtime.files import check_output_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -114,7 +115,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
     for flag, path in (("--report", args.report), ("--markdown", args.markdown)):
         if path is not None:
-            _check_output_file(flag, path)  # before minutes of measuring, not after
+            check_output_file(path, flag, error=QuantizationError)  # before minutes of measuring, not after
     report = verify_quantization(
         args.fp32,
         args.int8,
@@ -140,13 +141,3 @@ def run_verify(args: argparse.Namespace) -> int:
         return 1
     return 0
 
-
-def _check_output_file(flag: str, path: Path) -> None:
-    """Refuse an output path that is a folder or lies under a file."""
-    if path.is_dir():
-        raise QuantizationError(f"{flag} {path} is a folder; give a file path")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise QuantizationError(f"{flag} {path}: {parent} is not a folder")
-            break

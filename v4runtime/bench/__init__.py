@@ -18,6 +18,9 @@ import tempfile
 from pathlib import Path
 
 from v4runtime.errors import ConfigError
+from v4runtime.files import check_output_dir, check_output_file
+
+__all__ = ["BENCHMARKS", "check_output_dir", "check_output_file", "register", "require", "write_reports"]
 
 #: Benchmark name -> module implementing it.
 BENCHMARKS: dict[str, str] = {
@@ -47,31 +50,6 @@ def require(condition: bool, message: str) -> None:
     """Raise :class:`ConfigError` with ``message`` unless ``condition`` holds (option checks)."""
     if not condition:
         raise ConfigError(message)
-
-
-def check_output_dir(path: str | os.PathLike[str], option: str, shown: str | os.PathLike[str] | None = None) -> None:
-    """Fail now, not after the measurement, when ``path`` cannot become (or is not) a writable folder.
-
-    ``shown`` is the path named in the message (default ``path``).
-    """
-    probe = Path(path)
-    target = Path(shown) if shown is not None else probe
-    while not probe.exists() and probe != probe.parent:  # the nearest part of the path that exists
-        if probe.is_symlink():  # a dangling link
-            raise ConfigError(f"{option} {target}: {probe} is a broken link")
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"{option} {target}: {probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {target}: {probe} is not writable")
-
-
-def check_output_file(path: str | os.PathLike[str], option: str) -> None:
-    """Fail now when ``path`` is a folder or its folder cannot be written."""
-    target = Path(path)
-    if target.is_dir():
-        raise ConfigError(f"{option} {target} is a folder, not a file")
-    check_output_dir(target.parent, option, shown=target)
 
 
 def write_reports(files: dict[Path, str]) -> None:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from v4runtime.errors import ConfigError
+from v4runtime.files import check_output_file
 from v4runtime.model.architecture import V4Detector, parameter_count
 from v4runtime.model.calibration import choose_threshold
 from v4runtime.model.data import StreamSet, load_corpus, split
@@ -126,17 +127,6 @@ def check_config(config: TrainConfig) -> None:
     for ok, message in rules:
         if not ok:
             raise ConfigError(message)
-
-
-def _check_output_file(path: Path, what: str) -> None:
-    """Refuse an output path that is a folder, or whose folder cannot be made (a file is in the way)."""
-    if path.is_dir():
-        raise ConfigError(f"{what} {path} is a folder; give a file path")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ConfigError(f"cannot write {what} {path}: {parent} is not a folder")
-            break
 
 
 def _print(message: str) -> None:
@@ -349,10 +339,10 @@ def run(data_dir: str | Path, out: str | Path, config: TrainConfig, *, name: str
 
     check_config(config)
     out = Path(out)
-    _check_output_file(out, "the model")
-    _check_output_file(card_path(out), "the model card")
+    check_output_file(out, "the model")
+    check_output_file(card_path(out), "the model card")
     if report is not None:
-        _check_output_file(Path(report), "the report")
+        check_output_file(Path(report), "the report")
     build_seconds = None
     if build is not None:
         from v4runtime.datasets import build_corpus

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from v4runtime.errors import ModelError, QuantizationError, V4Error
+from v4runtime.files import check_output_file
 from v4runtime.quantization.feeds import FeedReader, check_model_inputs, locate_model
 from v4runtime.quantization.host import host_features
 from v4runtime.quantization.labels import LabelledImage, load_image_set, require_both_classes
@@ -324,7 +325,8 @@ def quantize_model(
     check_model_inputs(model)
     if output.resolve() == model.resolve():
         raise QuantizationError(f"--out {output} is the FP32 model itself; choose another output path")
-    _check_output(output)
+    for path in (output, _card_path(output)):  # before any work, not after
+        check_output_file(path, "--out", error=QuantizationError)
     image_set = load_image_set(calibration)
     require_both_classes(image_set, purpose="calibration", allow_unlabelled=allow_unlabelled)
     chosen = select_balanced(image_set.images, max_images)
@@ -398,18 +400,6 @@ def quantize_model(
         layer_losses=losses,
         card=_card_path(output) if staged_card is not None else None,
     )
-
-
-def _check_output(output: Path) -> None:
-    """Refuse, before any work, an ``--out`` that is a folder or lies under a file."""
-    for path in (output, _card_path(output)):
-        if path.is_dir():
-            raise QuantizationError(f"--out {output}: {path} is a folder; give a file path")
-    for parent in output.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise QuantizationError(f"--out {output}: {parent} is not a folder")
-            break
 
 
 def read_quantization_metadata(model: str | Path) -> dict[str, str]:
