@@ -10,19 +10,22 @@ is set: it is reported and counted, never dropped.
 
 from __future__ import annotations
 
+import collections
+import itertools
 import logging
 import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from v4runtime.allocator import keep_freed_memory
 from v4runtime.errors import ConfigError, ImageError, ModelError, V4Error
 from v4runtime.files import read_file
 from v4runtime.streams.spec import (
@@ -47,6 +50,10 @@ DEFAULT_BATCH = 1
 
 #: Files handed to a worker at a time (amortises the hand-off between processes).
 DISPATCH = 16
+
+#: Chunks submitted to a pool per worker ahead of the one being read: keeps workers busy while
+#: bounding what a long (or endless) stream of sources holds in memory.
+IN_FLIGHT_PER_WORKER = 2
 
 #: ``executor="auto"`` uses processes from this many files on (below, start-up costs more than it saves).
 AUTO_PROCESS_MIN_FILES = 64
@@ -246,6 +253,10 @@ class Scanner:
             several workers: each worker process has its own session and its own core.
         zero_streams: stream names fed as zeros (used by the stream ablation; empty in normal use).
 
+    Creating a scanner also calls :func:`v4runtime.allocator.keep_freed_memory` (once per
+    process, glibc only): each file's freed planes are reused for the next rather than handed
+    back to the kernel and page-faulted in again.
+
     Raises:
         ModelError: the model cannot be found, fails its sha256 or signature check, or cannot be loaded.
         ConfigError: the threshold is outside [0, 1] or a stream name to zero is unknown.
@@ -258,6 +269,7 @@ class Scanner:
         intra_op_threads: int = 1,
         zero_streams: Iterable[str] = (),
     ) -> None:
+        keep_freed_memory()  # reuse each file's plane memory instead of page-faulting it afresh
         self.resolved = _resolve(model)
         self.model_path = Path(self.resolved.path)
         self.model_sha256: str = getattr(self.resolved, "sha256", "")
@@ -428,7 +440,10 @@ class Scanner:
     ) -> Iterator[ScanResult]:
         """Like :meth:`scan_many`, yielding results in input order as batches complete.
 
-        The arguments are checked at the call, before any file is read (see :meth:`scan_many`).
+        ``sources`` is read lazily, a little ahead of the results (a look-ahead of at least
+        :data:`AUTO_PROCESS_MIN_FILES` sources, plus :data:`IN_FLIGHT_PER_WORKER` chunks per
+        worker): a generator of bytes, even an endless one, is scanned in bounded memory.
+        The arguments are checked at the call, before any source is read (see :meth:`scan_many`).
         """
         workers = _check_count("workers", workers)
         batch_size = _check_count("batch_size", batch_size)
@@ -438,34 +453,61 @@ class Scanner:
         if workers > cpus:
             log.warning("%d workers asked for, but only %d CPU(s) available: using %d", workers, cpus, cpus)
             workers = cpus
-        return self._iter_scan(list(sources), workers, batch_size, executor, progress)
+        return self._iter_scan(iter(sources), workers, batch_size, executor, progress)
 
     def _iter_scan(
         self,
-        items: list[str | os.PathLike[str] | bytes],
+        sources: Iterator[str | os.PathLike[str] | bytes],
         workers: int,
         batch_size: int,
         executor: str,
         progress: Callable[[ScanResult], None] | None,
     ) -> Iterator[ScanResult]:
-        per_worker = -(-len(items) // workers)  # ceil: small jobs still reach every worker
+        # Sources are read lazily (a generator of bytes may be endless); a look-ahead sizes the
+        # chunks of short inputs so that every worker still gets some.
+        lookahead = max(workers * DISPATCH, AUTO_PROCESS_MIN_FILES)
+        head = list(itertools.islice(sources, lookahead))
+        exhausted = len(head) < lookahead
+        per_worker = -(-len(head) // workers) if exhausted else DISPATCH  # ceil
         size = max(batch_size, min(DISPATCH, per_worker))
-        chunks = [(batch_size, items[i : i + size]) for i in range(0, len(items), size)]
+        chunks = _chunks(itertools.chain(head, sources), size, batch_size)
         if executor == "auto":
-            executor = "process" if workers > 1 and len(items) >= AUTO_PROCESS_MIN_FILES else "thread"
-        if workers <= 1 or len(chunks) <= 1:
+            executor = "process" if workers > 1 and len(head) >= AUTO_PROCESS_MIN_FILES else "thread"
+        if workers <= 1 or (exhausted and len(head) <= size):
             results_iter: Iterable[list[ScanResult]] = map(self._scan_chunk, chunks)
         else:
-            with self._pools_lock:  # map submits every chunk before it returns: no other call can swap the pool first
-                if executor == "thread":
-                    results_iter = self._thread_pool(workers).map(self._scan_chunk, chunks)
-                else:
-                    results_iter = self._process_pool(workers).map(_worker_scan_chunk, chunks)
+            results_iter = self._pooled(chunks, workers, executor)
         for chunk_results in results_iter:
             for result in chunk_results:
                 if progress is not None:
                     progress(result)
                 yield result
+
+    def _pooled(
+        self, chunks: Iterator[tuple[int, list[str | os.PathLike[str] | bytes]]], workers: int, executor: str
+    ) -> Iterator[list[ScanResult]]:
+        """Chunk results in order, with at most :data:`IN_FLIGHT_PER_WORKER` chunks per worker submitted."""
+        pending: collections.deque[Future[list[ScanResult]]] = collections.deque()
+        try:
+            for chunk in chunks:
+                pending.append(self._submit(chunk, workers, executor))
+                if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # the caller stopped early (or a chunk failed): drop what has not started
+            for future in pending:
+                future.cancel()
+
+    def _submit(
+        self, chunk: tuple[int, list[str | os.PathLike[str] | bytes]], workers: int, executor: str
+    ) -> Future[list[ScanResult]]:
+        # Under the lock, so that another call cannot swap the pool between getting and using it;
+        # a pool swapped later still finishes the chunks already submitted to it.
+        with self._pools_lock:
+            if executor == "thread":
+                return self._thread_pool(workers).submit(self._scan_chunk, chunk)
+            return self._process_pool(workers).submit(_worker_scan_chunk, chunk)
 
     def _thread_pool(self, workers: int) -> ThreadPoolExecutor:
         # A pool being replaced may still run another caller's chunks: it finishes them, then stops.
@@ -511,6 +553,14 @@ class Scanner:
             self._infer(prepared)
             results += [p.result for p in prepared]
         return results
+
+
+def _chunks(
+    sources: Iterator[str | os.PathLike[str] | bytes], size: int, batch_size: int
+) -> Iterator[tuple[int, list[str | os.PathLike[str] | bytes]]]:
+    """``(batch_size, up to size sources)`` tasks, read from ``sources`` only as they are needed."""
+    while chunk := list(itertools.islice(sources, size)):
+        yield batch_size, chunk
 
 
 def _check_threshold(value: object) -> float:

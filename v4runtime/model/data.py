@@ -145,6 +145,14 @@ def read_manifest(data_dir: str | Path) -> list[Sample]:
     return samples
 
 
+def _extract_init() -> None:
+    """Initializer of the extraction pool: stop with the parent; reuse freed plane memory."""
+    from v4runtime.allocator import keep_freed_memory
+
+    exit_with_parent()
+    keep_freed_memory()
+
+
 def _extract_file(path: Path) -> dict[str, np.ndarray]:
     from v4runtime.streams import extract_streams
 
@@ -168,9 +176,12 @@ def extract_all(paths: Sequence[Path], workers: int = 1,
         arrays[spec.name] = np.zeros((n, *spec.shape), dtype=dtype)
     bar = Progress(n, "extract streams")
     if workers > 1:
-        pool = get_context("spawn").Pool(workers, initializer=exit_with_parent)
+        pool = get_context("spawn").Pool(workers, initializer=_extract_init)
         results = pool.imap(extract, paths, chunksize=8)
     else:
+        from v4runtime.allocator import keep_freed_memory
+
+        keep_freed_memory()
         pool = None
         results = map(extract, paths)
     try:
