@@ -33,3 +33,21 @@ def test_bench_scan_writes_report(tmp_path: Path, toy_model_path: Path, capsys: 
 def test_bench_scan_refuses_tiny_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "scan", "--images", "5", "--no-write"]) == 2
     assert "--images" in capsys.readouterr().err
+
+
+def test_bench_scan_rows_name_the_workers_it_could_use(
+    tmp_path: Path, toy_model_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On one CPU, "2 workers" would be a label for a run the scanner capped at one: say what ran."""
+    import v4runtime.scanner as scanner_mod
+
+    monkeypatch.setattr(scanner_mod, "available_cpus", lambda: 1)
+    code = main(["bench", "scan", "--images", "20", "--workers", "2", "--model", str(toy_model_path),
+                 "--out-dir", str(tmp_path)])
+    capsys.readouterr()
+    assert code == 0
+    report = json.loads((tmp_path / "bench-scan.json").read_text())
+    assert (report["workers_requested"], report["workers_used"]) == (2, 1)
+    assert set(report["throughput_images_per_s"]) == {"1 worker", "1 worker, batches of 8", "1 worker (threads)",
+                                                      "1 worker (processes)"}
+    assert "2 workers were asked for, but this process may run on 1 CPU(s) only" in (tmp_path / "bench-scan.md").read_text()

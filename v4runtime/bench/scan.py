@@ -136,7 +136,9 @@ def measure(paths: list[Path], model: str | None, workers: int) -> dict[str, Any
 
 def _measure(scanner: Any, paths: list[Path], workers: int, host: Any, load_start: float) -> dict[str, Any]:
     from v4runtime.evaluation import percentiles
+    from v4runtime.scanner import available_cpus
 
+    requested, workers = workers, min(workers, available_cpus())  # the scanner caps pools there too
     for p in paths[:10]:  # warm-up: page cache, onnxruntime's first-run allocations
         scanner.scan(p)
     _decode_ms(paths[:10])
@@ -157,11 +159,12 @@ def _measure(scanner: Any, paths: list[Path], workers: int, host: Any, load_star
     skipping = _skipping_gain(scanner, paths)
     cpu_rate = 1000 / float(np.mean(cpu))
     decode_p = percentiles(decode)
+    plural = "worker" if workers == 1 else "workers"
     configs = {
         "1 worker": (1, "thread", 1),
         "1 worker, batches of 8": (1, "thread", 8),
-        f"{workers} workers (threads)": (workers, "thread", 1),
-        f"{workers} workers (processes)": (workers, "process", 1),
+        f"{workers} {plural} (threads)": (workers, "thread", 1),
+        f"{workers} {plural} (processes)": (workers, "process", 1),
     }
     t0 = time.perf_counter()
     _throughput(scanner, paths[: 16 * workers], workers, "process")  # start the pools outside the clock
@@ -191,6 +194,8 @@ def _measure(scanner: Any, paths: list[Path], workers: int, host: Any, load_star
         "inference_skipping": skipping,
         "throughput_images_per_s": throughput,
         "pool_start_s": pool_start,
+        "workers_requested": requested,
+        "workers_used": workers,
         "targets": {"p95_ms": 5.0, "throughput_images_per_s": 400.0},
     }
 
@@ -228,6 +233,9 @@ def render(report: dict[str, Any]) -> str:
     ]
     for key, value in report["throughput_images_per_s"].items():
         lines.append(f"| scan, {key} | {value:.0f} |")
+    if report.get("workers_used", 0) < report.get("workers_requested", 0):
+        lines.append(f"\n{report['workers_requested']} workers were asked for, but this process may run on "
+                     f"{report['workers_used']} CPU(s) only: the rows measure {report['workers_used']}.")
     lines.append(f"\nWorker pools are started before the clock; starting {report.get('pool_start_s', 0):.2f} s "
                  "cold (processes forked, each loading the model once), once per scanner.")
     if "cpu_bound_images_per_s_per_core" in report:
