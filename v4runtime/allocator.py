@@ -1,15 +1,15 @@
 """Keep freed memory in the process heap, so every scanned file does not page-fault afresh.
 
-Each file's streams are about 3.4 MB of new float32 planes. glibc serves blocks that large with
-``mmap`` and returns them to the kernel on ``free``, or trims them off the heap's top once more
-than twice its (dynamic) mmap threshold lies free there: either way the next file's planes are
-fresh pages, and the kernel zero-fills each one on first touch. Measured on 256x256 files in a
-fresh process: 731 page faults per file, and extraction 1.6x as slow as with the memory reused.
+Each file's streams are a few megabytes of new float32 planes. glibc serves blocks that large
+with ``mmap`` and returns them to the kernel on ``free``, or trims them off the heap's top once
+more than twice its (dynamic) mmap threshold lies free there: either way the next file's planes
+are fresh pages, and the kernel zero-fills each one on first touch, a page fault per 4 KiB.
+``tests/streams/test_allocator.py`` counts those faults in a fresh process with and without.
 
 Whether a process pays this depends on its history: freeing one block larger than the planes
-(a scanner frees the 3.9 MB serialised model it rewrites at load) raises glibc's dynamic
-threshold enough (0.3 faults per file). Fresh extraction workers, such as training's, had no such block.
-Setting both thresholds with ``mallopt`` makes the reuse a decision rather than a side effect.
+(a scanner frees the serialised model it rewrites at load) raises glibc's dynamic threshold
+enough. Fresh extraction workers, such as training's, have freed no such block. Setting both
+thresholds with ``mallopt`` makes the reuse a decision rather than a side effect.
 
 The cost is memory held: up to :data:`TRIM_THRESHOLD` bytes of freed heap stay with the process.
 Elsewhere than glibc (macOS, musl) :func:`keep_freed_memory` does nothing and says so.
@@ -25,7 +25,7 @@ import threading
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 #: Blocks below this come from the heap, so their memory can be reused (glibc's own ceiling for
-#: its dynamic threshold; a batch of 8 files' planes, 27 MB, stays under it).
+#: its dynamic threshold; a batch of 8 files' planes stays under it).
 MMAP_THRESHOLD = 32 * 1024 * 1024
 #: Free memory at the heap's top kept rather than given back to the kernel.
 TRIM_THRESHOLD = 64 * 1024 * 1024
