@@ -35,6 +35,7 @@ Metrics collection and alerting for V4 scanners. Scanners post inference events;
 Alertmanager-style webhooks. Probes (`/health`, `/health/live`, `/health/ready`) are open; other
 endpoints take a bearer token when tokens are configured. Every error has the shape
 `{"error": {"code", "message", "details", "request_id"}}`, and every answer carries `X-Request-ID`.
+Query parameters are strict: one an endpoint does not take, or one given twice, is a 422 naming it.
 """
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import types
+from collections import Counter
+from collections.abc import Sequence, Set
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
@@ -74,33 +77,50 @@ async def write_access(
     return runtime(request).auth.authorize(request.headers.get("authorization"), "write", _client(request))
 
 
-def _query_names(dependant: Any) -> set[str]:
-    names = {p.alias for p in dependant.query_params}
+def _takes_list(annotation: Any) -> bool:
+    """Whether a query parameter is declared as a list (``list[str]``, ``set[int] | None``...):
+    FastAPI reads every value of those, and the last value of any other."""
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_takes_list(arg) for arg in get_args(annotation))
+    return isinstance(origin, type) and issubclass(origin, Sequence | Set) and not issubclass(origin, str | bytes)
+
+
+def _query_fields(dependant: Any) -> dict[str, bool]:
+    """Query parameters the endpoint reads (its dependencies' too), each with whether it takes a list."""
+    fields = {p.alias: _takes_list(p.field_info.annotation) for p in dependant.query_params}
     for sub in dependant.dependencies:
-        names |= _query_names(sub)
-    return names
+        fields.update(_query_fields(sub))
+    return fields
 
 
-async def known_query_only(request: Request) -> None:
-    """Dependency: 422 for query parameters the endpoint does not take (a typo should not pass silently)."""
+def _query_error(name: str, message: str, kind: str) -> APIError:
+    return APIError(422, "validation_error", f"invalid field '{name}': {message}",
+                    details=[{"field": name, "message": message, "type": kind}])
+
+
+async def strict_query(request: Request) -> None:
+    """Dependency: 422 for a query parameter the endpoint does not take, or a scalar one given twice.
+
+    Either would pass silently otherwise: a typo is ignored, and of repeated values FastAPI keeps the last.
+    """
     if not request.query_params:
         return
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    allowed = _query_names(dependant)
-    for name in request.query_params:
-        if name not in allowed:
-            raise APIError(
-                422, "validation_error", f"invalid field '{name}': unknown query parameter",
-                details=[{"field": name, "message": "unknown query parameter", "type": "extra_forbidden"}],
-            )
+    fields = _query_fields(dependant)
+    for name, count in Counter(key for key, _ in request.query_params.multi_items()).items():
+        if name not in fields:
+            raise _query_error(name, "unknown query parameter", "extra_forbidden")
+        if count > 1 and not fields[name]:
+            raise _query_error(name, f"given {count} times; this query parameter takes one value", "repeated")
 
 
-probes = APIRouter(tags=["probes"], responses=_errors(422), dependencies=[Depends(known_query_only)])
+probes = APIRouter(tags=["probes"], responses=_errors(422), dependencies=[Depends(strict_query)])
 #: Every API route reads or writes the store: 503 when it cannot be reached.
-api = APIRouter(responses=_errors(401, 422, 429, 503), dependencies=[Depends(known_query_only)])
+api = APIRouter(responses=_errors(401, 422, 429, 503), dependencies=[Depends(strict_query)])
 
 
 # Probes -------------------------------------------------------------------------------------
@@ -175,22 +195,31 @@ async def log_events(request: Request) -> Response:
     return Response(body, status_code=202, media_type="application/json")
 
 
+def _check_series(window: str, granularity: str) -> None:
+    """422 naming ``granularity`` when the window cannot hold its series: buckets larger than it, or too many."""
+    window_s, step = DURATIONS[window], DURATIONS[granularity]
+    if step > window_s:
+        # The series would be one point labelled with the bucket size but holding only the window's minutes.
+        problem = short = f"granularity {granularity} is larger than the window {window}"
+    elif window_s // step > MAX_POINTS:
+        problem, short = f"{window} at {granularity} gives more than {MAX_POINTS} points", f"at most {MAX_POINTS} points"
+    else:
+        return
+    raise APIError(422, "validation_error", f"invalid field 'granularity': {problem}",
+                   details=[{"field": "granularity", "message": short, "type": "value_error"}])
+
+
 @api.get("/metrics/stats", response_model=Stats, tags=["metrics"])
 async def stats(
     request: Request,
     _: Annotated[str, Depends(read_access)],
     window: Annotated[Window, Query(description="Window ending now.")] = "1h",
-    granularity: Annotated[Granularity, Query(description="Bucket size of the time series.")] = "1m",
+    granularity: Annotated[Granularity, Query(description="Bucket size of the time series; at most the window.")] = "1m",
     model_version: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9._:\-]{1,64}$")] = None,
 ) -> Response:
     """Totals, error rate, latency percentiles, throughput, stego rate, FPR/TPR and a time series."""
+    _check_series(window, granularity)
     window_s, step = DURATIONS[window], DURATIONS[granularity]
-    if window_s // step > MAX_POINTS:
-        raise APIError(
-            422, "validation_error",
-            f"invalid field 'granularity': {window} at {granularity} gives more than {MAX_POINTS} points",
-            details=[{"field": "granularity", "message": f"at most {MAX_POINTS} points", "type": "value_error"}],
-        )
     now = datetime.now(UTC).timestamp()
     end = int(now // 60) * 60 + 60
     start = end - window_s
