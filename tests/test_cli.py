@@ -80,8 +80,9 @@ def test_model_presence_by_file(tmp_path: Path) -> None:
 
 def test_sqlite_database_checks(tmp_path: Path) -> None:
     assert doctor.database_status(f"sqlite:///{tmp_path}/v4.db").status == "ok"
-    missing_dir = doctor.database_status(f"sqlite:///{tmp_path}/no/such/dir/v4.db")
-    assert missing_dir.status == "not writable" and "does not exist" in missing_dir.detail
+    missing_dir = doctor.database_status(f"sqlite:///{tmp_path}/no/such/dir/v4.db")  # the store makes it
+    assert missing_dir.status == "ok" and "with its folder" in missing_dir.detail
+    assert not (tmp_path / "no").exists()
     assert doctor.database_status("sqlite:///:memory:").status == "unsupported"  # open_store refuses it
     assert doctor.database_status("mysql://127.0.0.1/x").status == "unsupported"
 

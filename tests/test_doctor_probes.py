@@ -120,3 +120,77 @@ def test_database_urls_the_store_refuses_are_not_ok(tmp_path: Path) -> None:
     assert folder.status == "not a file" and "is a directory" in folder.detail
     bad_port = doctor.database_status("postgresql://v4@127.0.0.1:99999/v4")
     assert bad_port.status == "invalid" and "Port out of range" in bad_port.detail
+
+
+def _tree(root: Path) -> set[Path]:
+    return set(root.rglob("*"))
+
+
+@pytest.mark.parametrize("missing", ["new", "new/deeper/still"])
+def test_sqlite_folder_the_store_would_create_is_ok_and_left_uncreated(tmp_path: Path, missing: str) -> None:
+    """The store makes the file's missing folders (mkdir -p): doctor called that "not writable"."""
+    (tmp_path / "existing").mkdir()
+    before = _tree(tmp_path)
+    check = doctor.database_status(f"sqlite:///{tmp_path}/existing/{missing}/m.db")
+    assert check.status == "ok", check.detail
+    assert "created on first use" in check.detail and f"{tmp_path}/existing/{missing}" in check.detail
+    assert _tree(tmp_path) == before  # a check: nothing made
+
+
+def test_sqlite_relative_path_in_a_missing_folder_is_ok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    check = doctor.database_status("sqlite:///no/such/folder/m.db")
+    assert check.status == "ok" and "folder no/such/folder" in check.detail, check.detail
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize("below", ["m.db", "sub/m.db", "sub/deeper/m.db"])
+def test_sqlite_folder_under_a_file_cannot_be_created(tmp_path: Path, below: str) -> None:
+    (tmp_path / "file.txt").write_text("not a folder")
+    check = doctor.database_status(f"sqlite:///{tmp_path}/file.txt/{below}")
+    assert check.status == "not a directory", check.detail
+    assert f"{tmp_path}/file.txt is a file" in check.detail
+    assert (tmp_path / "file.txt").read_text() == "not a folder"
+
+
+def test_sqlite_folder_under_an_unwritable_folder_cannot_be_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Root may write anywhere, so the permission answer is simulated for the nearest existing folder."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) != locked and real_access(p, mode, **kw))
+    check = doctor.database_status(f"sqlite:///{locked}/new/m.db")
+    assert check.status == "not writable", check.detail
+    assert f"cannot create folder {locked}/new: {locked} is not writable" == check.detail
+    existing = doctor.database_status(f"sqlite:///{locked}/m.db")
+    assert existing.status == "not writable" and f"folder {locked} is not writable" in existing.detail
+
+
+def test_sqlite_folder_under_a_dangling_link_cannot_be_created(tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    check = doctor.database_status(f"sqlite:///{tmp_path}/link/sub/m.db")
+    assert check.status == "not a directory" and check.detail.endswith(f"{tmp_path}/link is not a folder")
+    assert not (tmp_path / "gone").exists()
+
+
+@pytest.mark.parametrize(
+    "relative", ["a/b/m.db", "m.db", "file.txt/m.db", "file.txt/a/m.db", "dir", "link/m.db", "link/a/m.db"]
+)
+def test_doctor_agrees_with_the_store(tmp_path: Path, relative: str) -> None:
+    """Doctor says ok exactly when open_store can open the file."""
+    from v4runtime.errors import StoreError
+    from v4runtime.monitoring.store import open_store
+
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    url = f"sqlite:///{tmp_path}/{relative}"
+    ok = doctor.database_status(url).status == "ok"
+    try:
+        open_store(url).close()
+        opened = True
+    except StoreError:
+        opened = False
+    assert ok == opened

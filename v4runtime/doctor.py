@@ -132,8 +132,41 @@ def _postgres_probe(host: str, port: int, timeout: float) -> tuple[str, str | No
     return "not postgresql", f"something else answers there ({answer[:16]!r}, expected b'S' or b'N')"
 
 
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its closest ancestor that exists (a dangling link counts: mkdir fails on it)."""
+    while not os.path.lexists(path) and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _sqlite_status(path: Path) -> Check:
+    """Whether the SQLite store can open ``path``, without creating anything.
+
+    The store makes the file's missing folders (``mkdir -p``), then the file and its WAL files
+    beside it, so the file's folder, or else its nearest existing ancestor, must be writable.
+    """
+    name = "monitor database"
+    if os.path.isdir(path):
+        return Check(name, "not a file", f"SQLite path {path} is a directory")
+    if os.path.lexists(path):
+        ok = os.access(path, os.W_OK)
+        return Check(name, "ok" if ok else "not writable", f"SQLite file {path}")
+    directory = path.parent
+    if os.path.isdir(directory):
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return Check(name, "not writable", f"cannot create SQLite file {path}: folder {directory} is not writable")
+        return Check(name, "ok", f"SQLite file {path} (created on first use)")
+    ancestor = _nearest_existing(directory)
+    if not os.path.isdir(ancestor):
+        what = "a file, not a folder" if os.path.isfile(ancestor) else "not a folder"
+        return Check(name, "not a directory", f"cannot create folder {directory}: {ancestor} is {what}")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return Check(name, "not writable", f"cannot create folder {directory}: {ancestor} is not writable")
+    return Check(name, "ok", f"SQLite file {path} (created on first use, with its folder {directory})")
+
+
 def database_status(db_url: str, timeout: float = PROBE_TIMEOUT_S) -> Check:
-    """Check the monitoring store URL: SQLite file writable, or PostgreSQL port open."""
+    """Check the monitoring store URL: the SQLite file can be opened or created, or PostgreSQL answers."""
     parts = urlsplit(db_url)
     if parts.scheme == "sqlite":
         # sqlite:///relative.db and sqlite:////absolute.db (SQLAlchemy-style spelling), as open_store reads them
@@ -143,18 +176,7 @@ def database_status(db_url: str, timeout: float = PROBE_TIMEOUT_S) -> Check:
                 "monitor database", "unsupported",
                 f"{db_url!r}: the monitoring API needs a SQLite file (sqlite:///FILE); in-memory is refused",
             )
-        path = Path(raw)
-        directory = path.parent if str(path.parent) else Path(".")
-        if path.is_dir():
-            return Check("monitor database", "not a file", f"SQLite path {path} is a directory")
-        if path.exists():
-            ok = os.access(path, os.W_OK)
-            return Check("monitor database", "ok" if ok else "not writable", f"SQLite file {path}")
-        if not directory.is_dir():
-            return Check("monitor database", "not writable", f"directory {directory} does not exist")
-        ok = os.access(directory, os.W_OK)
-        detail = f"SQLite file {path} (created on first use)"
-        return Check("monitor database", "ok" if ok else "not writable", detail)
+        return _sqlite_status(Path(raw))
     if parts.scheme.startswith("postgres"):
         try:
             host = parts.hostname or "127.0.0.1"

@@ -9,6 +9,7 @@ import numpy as np
 
 from v4runtime.errors import EmbedError
 from v4runtime.stego import alpha, exif, lsb_rgb, palette, raw
+from v4runtime.stego.arguments import check_arguments
 from v4runtime.stego.codec import Cover, as_bytes, load_cover, normalise_format
 from v4runtime.stego.exif_block import Value
 from v4runtime.stego.framing import BIT_ORDERS, as_payload, check_bit_order, frame, unframe
@@ -38,7 +39,13 @@ def valid_combinations() -> list[tuple[str, str, str | None]]:
 
 
 def check_method(method: str, fmt: str) -> str:
-    """Return the normalised format, or raise :class:`EmbedError` for an invalid pair."""
+    """Return the normalised format, or raise :class:`EmbedError` for an invalid pair.
+
+    Raises:
+        EmbedError: Unknown method or format, the method not valid for the format, or an
+            argument that is not a str.
+    """
+    check_arguments(method=method, fmt=fmt)
     if method not in METHOD_FORMATS:
         raise EmbedError(f"unknown method {method!r}; use one of {', '.join(METHODS)}", reason="bad_method")
     name = normalise_format(fmt)
@@ -57,8 +64,10 @@ def cover_samples(cover: Cover, method: str) -> tuple[np.ndarray, int, int]:
     channel of two adjacent pixels lies ``step`` samples apart (3 for ``lsb.rgb``, else 1).
 
     Raises:
-        EmbedError: ``method`` does not write into a sample plane.
+        EmbedError: ``method`` does not write into a sample plane, an unreadable cover, or an
+            argument of the wrong type.
     """
+    check_arguments(cover=cover, method=method)
     if method not in _PLANES:
         raise EmbedError(f"{method!r} writes no sample plane; use one of {', '.join(BIT_METHODS)}", reason="bad_method")
     im = load_cover(cover)
@@ -67,7 +76,13 @@ def cover_samples(cover: Cover, method: str) -> tuple[np.ndarray, int, int]:
 
 
 def capacity(cover: Cover, method: str, fmt: str, *, marker: bool = True, terminator: bool = True) -> int:
-    """Largest payload in bytes that ``embed`` accepts for this cover, method and format."""
+    """Largest payload in bytes that ``embed`` accepts for this cover, method and format.
+
+    Raises:
+        EmbedError: As :func:`check_method`, an unreadable cover (bit-plane methods), or an
+            argument of the wrong type.
+    """
+    check_arguments(cover=cover, method=method, fmt=fmt, marker=marker, terminator=terminator)
     check_method(method, fmt)
     overhead = (4 if marker else 0) + (1 if terminator else 0)
     if method in _PLANES:
@@ -80,7 +95,7 @@ def capacity(cover: Cover, method: str, fmt: str, *, marker: bool = True, termin
 
 def embed(
     cover: Cover,
-    payload: bytes | str,
+    payload: bytes | bytearray | memoryview | str,
     method: str,
     fmt: str,
     *,
@@ -109,10 +124,16 @@ def embed(
 
     Raises:
         EmbedError: Unknown method/format/bit order, method not valid for the format, empty
-            payload, or a payload that does not fit.
+            payload, a payload that does not fit, or an argument of the wrong type (the message
+            names it, the type it needs and what was given).
     """
+    check_arguments(
+        cover=cover, payload=payload, method=method, fmt=fmt, bit_order=bit_order, marker=marker,
+        terminator=terminator, exif_tags=exif_tags, thumbnail=thumbnail, lossless=lossless, quality=quality,
+    )
     name = check_method(method, fmt)
     check_bit_order(bit_order)
+    quality = int(quality)  # Pillow takes a Python int only; numpy integers pass the check above
     data = frame(as_payload(payload), marker=marker, terminator=terminator)
     im = load_cover(cover)
     if method in _PLANES:
@@ -142,8 +163,10 @@ def extract(
 
     Raises:
         ExtractError: No carrier, no marker, no terminator.
-        EmbedError: Unknown method or bit order.
+        EmbedError: Unknown method or bit order, or an argument of the wrong type.
+        ImageError: ``image`` is a path that cannot be read.
     """
+    check_arguments(image=image, method=method, bit_order=bit_order, marker=marker, length=length)
     if method not in METHOD_FORMATS:
         raise EmbedError(f"unknown method {method!r}; use one of {', '.join(METHODS)}", reason="bad_method")
     check_bit_order(bit_order)
