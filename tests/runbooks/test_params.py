@@ -7,8 +7,12 @@ import subprocess
 import pytest
 
 from v4runtime.errors import RunbookError
+from v4runtime.runbooks.loader import load_file
 from v4runtime.runbooks.model import Param, Runbook, Step, Verify
 from v4runtime.runbooks.params import mask, parse_assignments, resolve, substitute
+from v4runtime.runbooks.schema import RunbookValidationError
+
+from .helpers import write_runbook
 
 
 def book(*params: Param) -> Runbook:
@@ -133,3 +137,100 @@ def test_comment_inside_a_heredoc_is_still_refused() -> None:
 def test_nul_byte_in_a_value_is_refused() -> None:
     with pytest.raises(RunbookError, match="'v': 'a\\\\x00b' contains a NUL byte"):
         resolve(book(Param(name="v", description="d")), {"v": "a\0b"})
+
+
+CASE_HOSTILE = "x; touch pwned\n$(touch pwned2) `touch pwned3` \"q\" 'q' \\ *"
+
+
+def _run_substituted(template: str, cwd) -> subprocess.CompletedProcess[str]:
+    params = resolve(book(Param(name="v", description="d")), {"v": CASE_HOSTILE})
+    command = substitute(template, params, {})
+    return subprocess.run(["bash", "-O", "extglob", "-c", command], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "printf '%s\\n' \"$(case a in a) printf '%s' {{ v }};; esac)\"",
+        "printf '%s\\n' \"$(case a in a) printf '%s' \"{{ v }}\";; esac)\"",
+        "printf '%s\\n' \"$(case a in b|a) printf '%s' {{ v }};; *) true;; esac)\"",
+        "printf '%s\\n' \"$(case a in b) true;; esac; printf '%s' {{ v }})\"",
+        "printf '%s\\n' \"$(case a in a) case b in b) printf '%s' {{ v }};; esac;; esac)\"",
+        "printf '%s\\n' \"$(if true; then case a in a) printf '%s' {{ v }};; esac; fi)\"",
+        "printf '%s\\n' \"$(case \"$(echo a)\" in 'a') printf '%s' {{ v }};; esac)\"",
+        "printf '%s\\n' \"$(case a in\n  a)\n    printf '%s' {{ v }}\n    ;;\nesac)\"",
+        "printf '%s\\n' \"$(case a in @(a|b)) printf '%s' {{ v }};; esac)\"",
+        "printf '%s\\n' \"$(f() { case a in a) printf '%s' {{ v }};; esac; }; f)\"",
+    ],
+    ids=["bare", "quoted-in-body", "alternatives", "after-esac", "nested", "in-if", "quoted-subject", "multiline",
+         "extglob", "in-function"],
+)
+def test_case_pattern_paren_does_not_close_the_command_substitution(template: str, tmp_path) -> None:
+    out = _run_substituted(template, tmp_path)
+    assert out.stdout == CASE_HOSTILE + "\n", out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("template", "why"),
+    [
+        ("printf '%s\\n' \"$(function f { case a in a) printf '%s' {{ v }};; esac; }; f)\"", "'case' at offset 30"),
+        ("printf '%s\\n' \"$(echo case >/dev/null; printf '%s' {{ v }})\"", "'case' at offset 22"),
+        ("printf '%s\\n' \"$(printf '%s' {{ v }}; echo esac)\"", "'esac' at offset"),
+        ("printf '%s\\n' \"$(printf '%s' {{ v }})", "not closed"),
+        ("printf '%s\\n' $(case a in a) printf '%s' {{ v }};; )", "not closed"),
+    ],
+    ids=["function-keyword", "case-as-argument", "esac-as-argument", "unclosed-quote", "unclosed-case"],
+)
+def test_quoting_the_checker_cannot_prove_is_refused(template: str, why: str) -> None:
+    params = resolve(book(Param(name="v", description="d")), {"v": "x"})
+    with pytest.raises(RunbookError, match="cannot prove how placeholder {{ v }} is quoted") as info:
+        substitute(template, params, {})
+    assert why in str(info.value) and 'use "$RB_V" instead' in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "printf '%s\\n' {{ v }} | cat",
+        "(cd . && printf '%s\\n' \"{{ v }}\")",
+        "printf '%s\\n' \"$(printf '%s' \"$(printf '%s' {{ v }})\")\"",
+        "case a in a) printf '%s\\n' {{ v }};; esac",
+        "(case a in (a) printf '%s\\n' {{ v }};; esac)",
+        "for x in a; do printf '%s\\n' \"{{ v }}\"; done",
+        "if [ \"$(echo 1)\" = 1 ]; then printf '%s\\n' {{ v }}; else echo no; fi",
+        "n=$((1 + 2)); printf '%s\\n' \"${UNSET:-{{ v }}}\"",
+        "x=\"$(case a in a) echo 1;; esac)\"; printf '%s\\n' \"{{ v }}\"",
+        "echo case >/dev/null; printf '%s\\n' {{ v }}",
+    ],
+    ids=["pipe", "subshell", "nested-subst", "top-level-case", "case-in-subshell", "for", "if", "arith-default",
+         "case-then-quote", "case-word-at-top"],
+)
+def test_ordinary_commands_are_still_accepted(template: str, tmp_path) -> None:
+    out = _run_substituted(template, tmp_path)
+    assert out.stdout == CASE_HOSTILE + "\n", out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_validation_refuses_a_command_whose_quoting_cannot_be_proven(tmp_path) -> None:
+    path = write_runbook(
+        tmp_path,
+        "unsure",
+        """
+        title: T
+        purpose: P
+        params:
+          v: {description: d}
+        steps:
+          - id: s
+            description: d
+            run: "true"
+            verify: {exit_code: 0}
+            rollback: echo "$(grep -c case log; echo {{ v }})"
+        """,
+    )
+    with pytest.raises(RunbookValidationError) as info:
+        load_file(path)
+    problem = info.value.problems[0]
+    assert (problem.step, problem.field) == ("'s' (#1)", "rollback")
+    assert "cannot prove how placeholder {{ v }} is quoted" in problem.message

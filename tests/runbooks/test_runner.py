@@ -6,14 +6,19 @@ import io
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from v4runtime.runbooks.audit import sha256
+from v4runtime.runbooks.execute import MAX_OUTPUT, Capture, run_command
 from v4runtime.runbooks.loader import load_file
+from v4runtime.runbooks.lock import RunbookLocked, hold, lock_path
 from v4runtime.runbooks.progress import Progress
 from v4runtime.runbooks.runner import Runner, RunOptions
 
@@ -443,8 +448,6 @@ def test_second_interrupt_during_the_grace_period_kills_the_group_at_once(tmp_pa
 
 
 def test_huge_output_is_capped_in_memory_and_on_screen(tmp_path: Path) -> None:
-    from v4runtime.runbooks.execute import MAX_OUTPUT
-
     path = write_runbook(
         tmp_path,
         "chatty",
@@ -514,3 +517,133 @@ def test_hangup_is_an_interrupt_not_a_silent_death(tmp_path: Path) -> None:
     end = events(log)[-1]
     assert (end["event"], end["status"], end["rollbacks"]) == ("run_end", "interrupted", [{"step": "wait", "exit_code": 0}])
     assert [e["signal"] for e in events(log) if e["event"] == "interrupted"] == ["SIGHUP"]  # an SSH drop, not a Ctrl-C
+
+
+def test_flood_of_output_touches_no_disk_and_little_memory(tmp_path: Path) -> None:
+    write_runbook(
+        tmp_path,
+        "flood",
+        """
+        title: Flood
+        purpose: Prints 200 MB, far more than the runner keeps.
+        steps:
+          - id: flood
+            description: 200 MB of y, then a last word
+            run: head -c 200000000 /dev/zero | tr '\\0' y; echo done
+            verify: {expect: 'ydone$'}
+        """,
+    )
+    log, out, err = tmp_path / "audit.jsonl", tmp_path / "stdout", tmp_path / "stderr"
+    limit = 16 << 20  # no file the run writes may grow past 16 MiB: output kept on disk would be killed (SIGXFSZ)
+    with out.open("w") as stdout, err.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "v4runtime.runbooks", "run", "flood"],
+            cwd=tmp_path,
+            env={**os.environ, "V4_RUNBOOK_LOG": str(log)},
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, out.read_text() + err.read_text()
+    assert usage.ru_maxrss * 1024 < 150_000_000, f"peak memory {usage.ru_maxrss} KiB: the output was buffered"
+    omitted = 200_000_005 - MAX_OUTPUT
+    assert f"output truncated: 200000005 bytes printed, {omitted} omitted" in out.read_text()
+    step = next(e for e in events(log) if e["event"] == "step")
+    assert (step["status"], step["output_bytes"], step["output_omitted_bytes"]) == ("passed", 200_000_005, omitted)
+
+
+def test_capture_keeps_head_and_tail_within_the_limit() -> None:
+    capture = Capture(limit=1000)
+    capture.add(b"<" + b"a" * 498 + b">")
+    for _ in range(2000):
+        capture.add(b"m" * 777)
+        assert len(capture.head) + len(capture.tail) <= 1000
+    capture.add(b"[" + b"z" * 498 + b"]")
+    text = capture.text()
+    assert text.startswith("<" + "a" * 498 + ">\n[... ") and text.endswith("\n[" + "z" * 498 + "]")
+    assert capture.total == 1000 + 2000 * 777 and capture.omitted == 2000 * 777
+    assert f"[... {2000 * 777} bytes of output omitted ...]" in text
+
+
+def test_output_of_a_server_left_running_is_drained_not_blocked(tmp_path: Path) -> None:
+    done = tmp_path / "done"
+    # The background writer starts printing after the command ended, and far more than a pipe holds (64 KiB).
+    command = f"(sleep 1; head -c 5000000 /dev/zero && touch {done}) & echo started"
+    completed = run_command(command, cwd=tmp_path, env=os.environ, timeout=30)
+    assert completed.exit_code == 0 and "started\n" in completed.output
+    deadline = time.monotonic() + 30
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert done.exists(), "the background writer was blocked or killed once the step ended"
+
+
+HOLD = """
+title: Hold
+purpose: Holds its lock while it waits.
+params:
+  dir:
+    description: state directory
+  wait:
+    description: seconds to wait
+    type: integer
+steps:
+  - id: hold
+    description: records its shell's pid, then waits
+    run: echo $$ >> {{ dir }}/started; sleep {{ wait }}
+    verify: {exit_code: 0}
+"""
+
+
+def test_second_run_of_a_runbook_is_refused_until_the_first_dies(tmp_path: Path) -> None:
+    write_runbook(tmp_path, "hold", HOLD)
+    write_runbook(tmp_path, "other", HOLD.replace("title: Hold", "title: Other"))
+    log, started = tmp_path / "audit.jsonl", tmp_path / "started"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "v4runtime.runbooks", "run", "hold", "-p", f"dir={tmp_path}", "-p", "wait=300"],
+        cwd=tmp_path,
+        env={**os.environ, "V4_RUNBOOK_LOG": str(log)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not (started.exists() and started.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    orphan = int(started.read_text())  # the step's shell: leader of its own process group
+    try:
+        second = cli(["run", "hold", "-p", f"dir={tmp_path}", "-p", "wait=0"], cwd=tmp_path, log=log)
+        assert second.returncode == 75, second.stdout + second.stderr
+        assert f"runbook 'hold' is already running (PID {first.pid}, run " in second.stderr
+        assert "nothing was run" in second.stderr and second.stdout == ""
+        assert len(started.read_text().split()) == 1
+        assert {e["run_id"] for e in events(log)} == {events(log)[0]["run_id"]}
+        (tmp_path / "o").mkdir()
+        other = cli(["run", "other", "-p", f"dir={tmp_path / 'o'}", "-p", "wait=0"], cwd=tmp_path, log=log)
+        assert other.returncode == 0, other.stdout + other.stderr  # another runbook is not held up
+        dry = cli(["run", "hold", "--dry-run", "-p", f"dir={tmp_path}", "-p", "wait=0"], cwd=tmp_path, log=log)
+        assert dry.returncode == 0 and "nothing is executed" in dry.stdout
+        first.kill()  # SIGKILL: no cleanup code runs, the kernel drops the flock
+        first.wait(timeout=30)
+        assert alive(orphan), "the step should outlive its SIGKILLed runner (own session)"
+        third = cli(["run", "hold", "-p", f"dir={tmp_path}", "-p", "wait=0"], cwd=tmp_path, log=log)
+        assert third.returncode == 0, third.stdout + third.stderr  # the orphaned step did not inherit the lock
+        assert len(started.read_text().split()) == 2
+    finally:
+        first.kill()
+        if alive(orphan):
+            os.killpg(orphan, signal.SIGKILL)
+
+
+def test_locked_runbook_raises_a_typed_error_before_anything_runs(tmp_path: Path) -> None:
+    path = write_runbook(tmp_path, "three", THREE_STEPS)
+    out, log = tmp_path / "order.txt", tmp_path / "audit.jsonl"
+    runner = Runner(load_file(path), RunOptions(params={"out": str(out)}, log_path=log), Progress(io.StringIO()))
+    with hold(lock_path(log, "three"), "three", "other-run"), pytest.raises(RunbookLocked) as info:
+        runner.run()
+    assert info.value.pid == os.getpid() and info.value.path == tmp_path / "runbook-three.lock"
+    assert "run other-run" in str(info.value)
+    assert not out.exists() and not log.exists()
+    assert runner.run().status == "failed"  # released: the run goes ahead (and fails at 'boom')

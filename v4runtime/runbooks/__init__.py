@@ -6,4 +6,4 @@ Load with :func:`v4runtime.runbooks.loader.load`, run with
 starts fast.
 """
 
-__all__ = ["audit", "commands", "coverage", "execute", "loader", "model", "params", "render", "runner", "schema"]
+__all__ = ["audit", "commands", "coverage", "execute", "loader", "lock", "model", "params", "render", "runner", "schema"]

@@ -134,10 +134,11 @@ def _brief(command: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run a runbook; returns 0, 1 (a step failed) or 130 (interrupted)."""
+    """Run a runbook; returns 0, 1 (a step failed), 130 (interrupted) or 75 (already running)."""
     from v4runtime.runbooks.loader import load
+    from v4runtime.runbooks.lock import RunbookLocked
     from v4runtime.runbooks.params import parse_assignments
-    from v4runtime.runbooks.runner import Runner, RunOptions
+    from v4runtime.runbooks.runner import EXIT_LOCKED, Runner, RunOptions
 
     book = load(args.name, args.dir)
     options = RunOptions(
@@ -151,7 +152,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         keep_run_dir=args.keep_run_dir,
         rehearse_rollback=args.rehearse_rollback,
     )
-    result = Runner(book, options).run()
+    try:
+        result = Runner(book, options).run()
+    except RunbookLocked as exc:
+        _tell(f"error: {exc}")
+        return EXIT_LOCKED
     if result.exit_code and result.status == "rehearsed":
         _tell(f"error: runbook {book.name!r}: a rollback failed in the drill (run {result.run_id})")
     elif result.exit_code:

@@ -1,24 +1,29 @@
-"""Running one shell command for a runbook: own process group, timeout, clean kill.
+"""Running one shell command for a runbook: own process group, timeout, clean kill, bounded output.
 
 Each command runs as ``bash -c`` in a new session (``start_new_session=True``), so it and
 every process it starts share one process group that the terminal's Ctrl-C does not reach:
 the runner decides what to stop. On timeout or interruption the whole group gets SIGTERM,
-then SIGKILL after a grace period, so no grandchild survives. Output goes to a file rather
-than a pipe: a step may leave a server running in the background, and a pipe would stay open.
+then SIGKILL after a grace period, so no grandchild survives.
+
+Output (stdout and stderr together) goes to a pipe that the runner reads while the command
+runs, keeping only the first and last ``MAX_OUTPUT // 2`` bytes in memory and counting the
+rest: a step that prints gigabytes costs neither disk (nothing is written to a file) nor
+memory. A step may leave a server running in the background: when the command ends while such
+a process still holds the pipe, the pipe is handed to a detached ``cat`` that discards it, so
+that process is neither blocked on a full pipe nor killed by SIGPIPE when the runner exits.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 #: Seconds between SIGTERM and SIGKILL when a process group is stopped.
 KILL_GRACE = 2.0
@@ -26,16 +31,27 @@ KILL_GRACE = 2.0
 PRELUDE = "set -eo pipefail\n"
 #: Most bytes of a command's output kept in memory: the first and last half, the middle elided.
 MAX_OUTPUT = 4 << 20
+#: Bytes read from the output pipe at a time.
+CHUNK = 1 << 20
+#: Seconds between checks of the command (and progress ticks).
+POLL = 0.1
+#: Most seconds spent reading what is left in the pipe once the command has ended.
+DRAIN_TIME = 1.0
+
+#: Detached drains (see :func:`_drain_detached`), kept so they are reaped rather than left as zombies.
+_drains: list[subprocess.Popen[bytes]] = []
 
 
 @dataclass(frozen=True)
 class Completed:
-    """Result of one command."""
+    """Result of one command; ``output`` is at most ``MAX_OUTPUT`` bytes of it, ``omitted`` the rest."""
 
     exit_code: int
     output: str
     duration: float
     timed_out: bool = False
+    output_bytes: int = 0
+    omitted: int = 0
 
 
 class Interrupted(Exception):
@@ -44,6 +60,39 @@ class Interrupted(Exception):
     def __init__(self, completed: Completed) -> None:
         super().__init__("interrupted")
         self.completed = completed
+
+
+class Capture:
+    """The first and last ``limit // 2`` bytes of a stream and how many bytes it had: memory stays bounded."""
+
+    def __init__(self, limit: int = MAX_OUTPUT) -> None:
+        self.half = limit // 2
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def add(self, data: bytes) -> None:
+        """Take the next piece of the stream."""
+        self.total += len(data)
+        room = self.half - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        self.tail += data
+        if len(self.tail) > self.half:
+            del self.tail[: len(self.tail) - self.half]
+
+    @property
+    def omitted(self) -> int:
+        """Bytes of the middle that were not kept."""
+        return self.total - len(self.head) - len(self.tail)
+
+    def text(self) -> str:
+        """What was kept as text (invalid UTF-8 replaced), with a marker where bytes were omitted."""
+        if not self.omitted:
+            return (self.head + self.tail).decode("utf-8", errors="replace")
+        marker = f"\n[... {self.omitted} bytes of output omitted ...]\n"
+        return self.head.decode("utf-8", errors="replace") + marker + self.tail.decode("utf-8", errors="replace")
 
 
 def kill_group(pgid: int, grace: float = KILL_GRACE, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -106,54 +155,99 @@ def run_command(
         Interrupted: on KeyboardInterrupt while waiting; the process group has been killed.
     """
     start = time.monotonic()
-    with tempfile.TemporaryFile() as out:
+    read_fd, write_fd = os.pipe()
+    try:
         proc = subprocess.Popen(
             ["bash", "-c", PRELUDE + command],
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,
-            stdout=out,
+            stdout=write_fd,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        timed_out = False
-        try:
-            while True:
-                try:
-                    proc.wait(timeout=0.1)
-                    break
-                except subprocess.TimeoutExpired:
-                    elapsed = time.monotonic() - start
-                    if tick is not None:
-                        tick(elapsed)
-                    if elapsed >= timeout:
-                        timed_out = True
-                        kill_group(proc.pid, proc=proc)
-                        break
-        except KeyboardInterrupt:
-            with contextlib.suppress(KeyboardInterrupt):  # a second one: kill_group escalated to SIGKILL
-                kill_group(proc.pid, proc=proc)
-            raise Interrupted(_completed(out, proc, start, False, interrupted=True)) from None
-        return _completed(out, proc, start, timed_out)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)  # only the command's processes hold the write end now: EOF once they are gone
+    capture = Capture()
+    try:
+        timed_out = _pump(proc, read_fd, capture, start, timeout, tick)
+    except KeyboardInterrupt:
+        with contextlib.suppress(KeyboardInterrupt):  # a second one: kill_group escalated to SIGKILL
+            kill_group(proc.pid, proc=proc)
+        _finish(read_fd, capture)
+        raise Interrupted(_completed(capture, proc, start, False, interrupted=True)) from None
+    _finish(read_fd, capture)
+    return _completed(capture, proc, start, timed_out)
 
 
-def read_output(out: BinaryIO, limit: int = MAX_OUTPUT) -> str:
-    """The captured output as text (invalid UTF-8 replaced); beyond ``limit`` bytes only head and tail."""
-    size = out.seek(0, os.SEEK_END)
-    out.seek(0)
-    if size <= limit:
-        return out.read().decode("utf-8", errors="replace")
-    head = out.read(limit // 2)
-    out.seek(size - limit // 2)
-    tail = out.read()
-    marker = f"\n[... {size - len(head) - len(tail)} bytes of output omitted ...]\n"
-    return head.decode("utf-8", errors="replace") + marker + tail.decode("utf-8", errors="replace")
+def _pump(
+    proc: subprocess.Popen[bytes],
+    fd: int,
+    capture: Capture,
+    start: float,
+    timeout: float,
+    tick: Callable[[float], None] | None,
+) -> bool:
+    """Read output until the command exits or times out; True when it timed out (group killed)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    pipe_open = True
+    last_tick = start
+    while proc.poll() is None:
+        if pipe_open:
+            if poller.poll(int(POLL * 1000)):
+                chunk = os.read(fd, CHUNK)
+                capture.add(chunk)
+                pipe_open = bool(chunk)  # EOF: the command closed its output yet runs on; just wait
+        else:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=POLL)
+        now = time.monotonic()
+        if tick is not None and now - last_tick >= POLL:
+            last_tick = now
+            tick(now - start)
+        if now - start >= timeout:
+            kill_group(proc.pid, proc=proc)
+            return True
+    return False
+
+
+def _finish(fd: int, capture: Capture) -> None:
+    """Read what is left in the pipe, then close it; hand it to a drain when a background process still holds it."""
+    os.set_blocking(fd, False)
+    deadline = time.monotonic() + DRAIN_TIME
+    try:
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(fd, CHUNK)
+            except BlockingIOError:  # still held open (a background process), nothing to read now
+                break
+            if not chunk:  # EOF: nothing holds the pipe any more
+                return
+            capture.add(chunk)
+        _drain_detached(fd)
+    finally:
+        os.close(fd)
+
+
+def _drain_detached(fd: int) -> None:
+    """Let a ``cat`` in its own session read (and discard) the pipe for as long as anything writes to it."""
+    _drains[:] = [drain for drain in _drains if drain.poll() is None]  # reap the finished ones
+    os.set_blocking(fd, True)
+    with contextlib.suppress(OSError):  # no cat: the background process gets SIGPIPE, as with no reader
+        _drains.append(
+            subprocess.Popen(
+                ["cat"], stdin=fd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            )
+        )
 
 
 def _completed(
-    out: BinaryIO, proc: subprocess.Popen[bytes], start: float, timed_out: bool, interrupted: bool = False
+    capture: Capture, proc: subprocess.Popen[bytes], start: float, timed_out: bool, interrupted: bool = False
 ) -> Completed:
-    text = read_output(out)
     code = proc.returncode if proc.returncode is not None else -1
     if timed_out:
         code = 124
@@ -161,4 +255,5 @@ def _completed(
         code = 130
     elif code < 0:  # killed by a signal: shell convention 128 + signal number
         code = 128 - code
-    return Completed(code, text, time.monotonic() - start, timed_out)
+    duration = time.monotonic() - start
+    return Completed(code, capture.text(), duration, timed_out, capture.total, capture.omitted)

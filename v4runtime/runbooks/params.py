@@ -3,6 +3,8 @@
 Commands reference parameters as ``{{ name }}``. A plain parameter is substituted according
 to where it stands: outside quotes as one ``shlex.quote``-d shell word, inside double quotes
 backslash-escaped; inside single quotes, backticks or a here-document it is refused (validation error).
+The context is found by a small lexer that follows bash (a ``case`` pattern's ``)`` inside ``$( )``
+does not close it); a command it cannot read with certainty has its placeholders refused too.
 So a value can never inject shell syntax. A secret parameter is never written into a command
 at all: it is passed in the environment and the placeholder becomes ``"$RB_NAME"``, so the
 value stays out of ``ps``, the printed command, the command digest and the audit log.
@@ -143,75 +145,210 @@ def resolve(runbook: Runbook, given: Mapping[str, ParamValue]) -> ResolvedParams
 
 #: Characters after which a ``#`` starts a shell comment (it must begin a word).
 _WORD_BREAK = " \t\n;&|()<>"
+#: Control operators (longest first); the ``;;`` family ends a branch of a ``case``.
+_OPERATORS = (";;&", ";;", ";&", "&&", "||", "|&", ";", "&", "|", "\n")
+#: Reserved words the lexer needs: ``case``/``in``/``esac``, and those after which a command starts.
+_RESERVED = re.compile(r"(?:case|esac|in|if|then|else|elif|do|while|until|time|!|\{)(?=[\s;&|()<>]|\Z)")
+#: Reserved words after which the next word is again a command (so may be ``case``).
+_COMMAND_PREFIXES = {"if", "then", "else", "elif", "do", "while", "until", "time", "!", "{"}
+
+
+@dataclass
+class _Frame:
+    """One level of shell nesting: the top-level command, a ``( )``/``$( )``, quotes or backticks."""
+
+    kind: str  # plain | double | single | backtick
+    opener: str = ""  # "(" or "$(" for a nested plain frame
+    start: bool = True  # at the start of a command, where a reserved word is recognised
+    cases: list[str] = field(default_factory=list)  # each open `case`: subject | patterns | pattern | body
+
+
+class _Lexer:
+    """Finds each placeholder's quoting context, following bash's grammar closely enough to prove it.
+
+    Quotes, backslashes, ``$( )``/``( )`` and backticks (which reset quoting inside double
+    quotes), ``#`` comments (a quote in a comment opens nothing; a newline ends it), ``<<``
+    here-documents (everything after one counts as heredoc) and ``case`` statements: as in bash,
+    the ``)`` that ends a case pattern does not close an enclosing ``$(``. Where the lexer cannot
+    be sure of its reading (``doubt``), the command's placeholders are refused rather than guessed.
+    """
+
+    def __init__(self, command: str) -> None:
+        self.text = command
+        self.i = 0
+        self.stack = [_Frame("plain")]
+        self.heredoc = False
+        self.found: list[tuple[re.Match[str], str]] = []
+        self.doubt: str | None = None
+
+    def run(self) -> _Lexer:
+        """Lex the whole command; returns self."""
+        while self.i < len(self.text):
+            self._step()
+        if not self.heredoc and (len(self.stack) > 1 or self.stack[0].cases):
+            self._doubt("a quote, a parenthesis or a case statement is not closed")
+        return self
+
+    def _doubt(self, why: str) -> None:
+        self.doubt = self.doubt or why
+
+    def _step(self) -> None:
+        text, top = self.text, self.stack[-1]
+        match = PLACEHOLDER.match(text, self.i)
+        if match:
+            self.found.append((match, "heredoc" if self.heredoc else top.kind))
+            self._word(top)
+            self.i = match.end()
+        elif top.kind == "single":
+            if text[self.i] == "'":
+                self.stack.pop()
+            self.i += 1
+        elif top.kind == "double":
+            self._double(text[self.i])
+        else:
+            self._command(top, text[self.i])
+
+    def _double(self, c: str) -> None:
+        """Inside double quotes only backslash, ``$(``, backticks and the closing quote matter."""
+        if c == "\\":
+            self.i += 2
+            return
+        if self.text.startswith("$(", self.i):
+            self._push(_Frame("plain", "$("), 2)
+            return
+        if c == "`":
+            self._push(_Frame("backtick"), 1)
+            return
+        if c == '"':
+            self.stack.pop()
+        self.i += 1
+
+    def _command(self, top: _Frame, c: str) -> None:
+        """Unquoted shell text (top level, ``$( )``, ``( )`` or backticks)."""
+        text, i = self.text, self.i
+        at_word = i == 0 or text[i - 1] in _WORD_BREAK
+        if c == "#" and top.kind == "plain" and at_word and not self.heredoc:
+            self._comment()
+        elif c == "\\":
+            self._word(top)
+            self.i += 2
+        elif text.startswith("$(", i):
+            self._word(top)
+            self._push(_Frame("plain", "$("), 2)
+        elif c == "(" and top.cases and top.cases[-1] == "patterns":
+            top.cases[-1] = "pattern"  # the optional "(" before a case pattern opens nothing
+            self.i += 1
+        elif c == "(":
+            self._push(_Frame("plain", "("), 1)
+        elif c == "`" and top.kind == "backtick":
+            self.stack.pop()
+            self.i += 1
+        elif c in "`'\"":
+            self._word(top)
+            self._push(_Frame({"`": "backtick", "'": "single", '"': "double"}[c]), 1)
+        elif c == ")":
+            self._close(top)
+        elif text.startswith("<<<", i):
+            self.i += 3
+        elif text.startswith("<<", i):
+            self.heredoc = True
+            self.i += 2
+        elif op := next((o for o in _OPERATORS if text.startswith(o, i)), None):
+            self._operator(top, op)
+        elif c in " \t":
+            self.i += 1
+        else:
+            self._bare(top, at_word)
+
+    def _comment(self) -> None:
+        end = self.text.find("\n", self.i)
+        end = len(self.text) if end < 0 else end
+        self.found.extend((m, "comment") for m in PLACEHOLDER.finditer(self.text, self.i, end))
+        self.i = end
+
+    def _push(self, frame: _Frame, width: int) -> None:
+        self.stack.append(frame)
+        self.i += width
+
+    def _word(self, top: _Frame) -> None:
+        """A word (or part of one) is read: no reserved word until the next command; a case pattern has begun."""
+        top.start = False
+        if top.cases and top.cases[-1] == "patterns":
+            top.cases[-1] = "pattern"
+
+    def _close(self, top: _Frame) -> None:
+        """``)``: ends a case pattern, else closes the innermost ``( )``/``$( )``."""
+        self.i += 1
+        if top.cases and top.cases[-1] in ("patterns", "pattern"):
+            top.cases[-1], top.start = "body", True
+        elif top.opener:
+            if top.cases:
+                self._doubt("a case statement is not closed before its ')'")
+            self.stack.pop()
+            self.stack[-1].start = top.opener == "("  # after a subshell: `f() { ...`
+
+    def _operator(self, top: _Frame, op: str) -> None:
+        self.i += len(op)
+        state = top.cases[-1] if top.cases else None
+        if op in (";;", ";&", ";;&") and state == "body":
+            top.cases[-1] = "patterns"
+        elif state not in ("patterns", "pattern"):  # there `|` separates patterns
+            top.start = True
+
+    def _bare(self, top: _Frame, at_word: bool) -> None:
+        """An unquoted word character; at a word's start, a reserved word may change the state."""
+        match = _RESERVED.match(self.text, self.i) if at_word else None
+        word = match.group(0) if match else ""
+        if word and self._reserved(top, word):
+            self.i += len(word)
+            return
+        state = top.cases[-1] if top.cases else None
+        if word in ("case", "esac") and state not in ("subject", "patterns", "pattern") and len(self.stack) > 1:
+            self._doubt(f"unsure whether {word!r} at offset {self.i} starts or ends a case statement")
+        self._word(top)
+        self.i += 1
+
+    @staticmethod
+    def _reserved(top: _Frame, word: str) -> bool:
+        """Apply the reserved word ``word``; False when, where it stands, it is an ordinary word."""
+        state = top.cases[-1] if top.cases else None
+        if state == "subject" and word == "in":
+            top.cases[-1] = "patterns"
+        elif word == "esac" and (state == "patterns" or (state == "body" and top.start)):
+            top.cases.pop()
+            top.start = False
+        elif top.start and word == "case":
+            top.cases.append("subject")
+            top.start = False
+        else:
+            return top.start and word in _COMMAND_PREFIXES
+        return True
 
 
 def _placeholder_contexts(command: str) -> list[tuple[re.Match[str], str]]:
-    """Each placeholder with its shell context: ``plain``, ``double``, ``single``, ``heredoc`` or ``comment``.
+    """Each placeholder with its shell context.
 
-    A small lexer: quotes, backslashes, ``$( )``/``( )`` and backticks (which reset quoting
-    inside double quotes), ``#`` comments (a quote in a comment opens nothing; a newline ends
-    it), and ``<<`` here-documents (everything after one counts as heredoc).
+    The context is ``plain``, ``double``, ``single``, ``backtick``, ``heredoc`` or ``comment``;
+    ``unsure`` for every placeholder when the lexer cannot prove its reading of the command.
     """
-    found: list[tuple[re.Match[str], str]] = []
-    stack = ["plain"]
-    heredoc = False
-    i = 0
-    while i < len(command):
-        match = PLACEHOLDER.match(command, i)
-        if match:
-            found.append((match, "heredoc" if heredoc else stack[-1]))
-            i = match.end()
-            continue
-        c, top = command[i], stack[-1]
-        if c == "#" and top == "plain" and not heredoc and (i == 0 or command[i - 1] in _WORD_BREAK):
-            end = command.find("\n", i)
-            end = len(command) if end < 0 else end
-            found.extend((m, "comment") for m in PLACEHOLDER.finditer(command, i, end))
-            i = end
-            continue
-        if top == "single":
-            if c == "'":
-                stack.pop()
-        elif c == "\\":
-            i += 2
-            continue
-        elif command.startswith("$(", i) or (c == "(" and top != "double"):
-            stack.append("plain")
-            i += 2 if c == "$" else 1
-            continue
-        elif c == "`":
-            if top == "backtick":
-                stack.pop()
-            else:
-                stack.append("backtick")
-        elif top == "double":
-            if c == '"':
-                stack.pop()
-        elif c == "'":
-            stack.append("single")
-        elif c == '"':
-            stack.append("double")
-        elif c == ")" and len(stack) > 1:
-            stack.pop()
-        elif command.startswith("<<<", i):
-            i += 3
-            continue
-        elif command.startswith("<<", i):
-            heredoc = True
-        i += 1
-    return found
+    lexer = _Lexer(command).run()
+    return [(match, "unsure" if lexer.doubt else context) for match, context in lexer.found]
 
 
 def placeholder_problems(command: str) -> list[str]:
-    """Placeholders that cannot be substituted safely (single quotes, backticks, a here-document)."""
+    """Placeholders that cannot be substituted safely (single quotes, backticks, a here-document, unprovable)."""
+    lexer = _Lexer(command).run()
     problems = []
-    for match, context in _placeholder_contexts(command):
-        if context == "single":
-            problems.append(f"placeholder {match.group(0)} is inside single quotes; move it outside them")
+    for match, context in lexer.found:
+        name, env = match.group(0), f"$RB_{match.group(1).upper()}"
+        if lexer.doubt:
+            problems.append(f'cannot prove how placeholder {name} is quoted ({lexer.doubt}); use "{env}" instead')
+        elif context == "single":
+            problems.append(f"placeholder {name} is inside single quotes; move it outside them")
         elif context == "backtick":
-            problems.append(f"placeholder {match.group(0)} is inside backticks; use $( ) instead")
+            problems.append(f"placeholder {name} is inside backticks; use $( ) instead")
         elif context == "heredoc":
-            problems.append(f"placeholder {match.group(0)} is in a here-document; use $RB_{match.group(1).upper()}")
+            problems.append(f"placeholder {name} is in a here-document; use {env}")
     return problems
 
 

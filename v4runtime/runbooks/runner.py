@@ -10,6 +10,8 @@ Semantics (also in docs/reference/runbooks.md):
   not for a declined step, which never ran), then the rollbacks of the completed steps in
   reverse order. Rollbacks must therefore be idempotent.
 - Every event is appended to the audit log with digests of the (masked) command and output.
+- One live run of a runbook at a time: a second one is refused (:class:`~v4runtime.runbooks.lock.RunbookLocked`,
+  exit status ``EXIT_LOCKED``); a dry run takes no lock.
 """
 
 from __future__ import annotations
@@ -30,12 +32,15 @@ from pathlib import Path
 
 from v4runtime.errors import RunbookError
 from v4runtime.runbooks.audit import AuditLog, default_path, sha256
-from v4runtime.runbooks.execute import Completed, Interrupted, run_command
+from v4runtime.runbooks.execute import MAX_OUTPUT, Completed, Interrupted, run_command
+from v4runtime.runbooks.lock import hold, lock_path
 from v4runtime.runbooks.model import ParamValue, Runbook, Step
 from v4runtime.runbooks.params import ResolvedParams, mask, resolve, substitute
 from v4runtime.runbooks.progress import Progress
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+#: Another run of the same runbook is in progress (sysexits' EX_TEMPFAIL: try again later).
+EXIT_LOCKED = 75
 
 
 @dataclass
@@ -249,11 +254,21 @@ class Runner:
 
     # -- live run ------------------------------------------------------------------------
     def run(self) -> RunResult:
-        """Execute the run (or the dry run) and return its result; never raises for a failed step."""
+        """Execute the run (or the dry run) and return its result; never raises for a failed step.
+
+        Raises:
+            RunbookLocked: another live run of this runbook (same audit log directory) is in progress.
+            RunbookError: a gate cannot be answered, or the audit log cannot be written.
+        """
         self._check_gates()
-        if self.options.dry_run:
+        if self.options.dry_run:  # runs and writes nothing, so it needs no lock
             return self.dry_run()
         log_path = self.options.log_path or default_path()
+        with hold(lock_path(log_path, self.runbook.name), self.runbook.name, self.run_id):
+            return self._live(log_path)
+
+    def _live(self, log_path: Path) -> RunResult:
+        """The live run, under the runbook's lock."""
         log = AuditLog(log_path, self.run_id, self.runbook.name)
         run_dir = tempfile.mkdtemp(prefix=f"runbook-{self.runbook.name}-{self.run_id}-")
         env = self._env(run_dir)
@@ -388,6 +403,7 @@ class Runner:
                 completed, ok, verify = exc.completed, False, "not_run"
                 outcome.status = "interrupted"
             output = self._masked(completed.output + (verify_done.output if verify_done else ""))
+            total, omitted = _sizes(completed, verify_done)
             status = outcome.status if outcome.status == "interrupted" else (
                 "passed" if ok else ("timeout" if completed.timed_out else "failed")
             )
@@ -402,10 +418,13 @@ class Runner:
                 verify_exit_code=verify_done.exit_code if verify_done else None,
                 verify_duration_s=round(verify_time, 3) if verify_done else None,
                 output_sha256=sha256(output),
+                output_bytes=total,
+                output_omitted_bytes=omitted,
                 status=status,
             )
             outcome = StepOutcome(step.id, status, completed.exit_code, completed.duration, verify, attempt, output)
             self.progress.end(self._describe(outcome, step, verify_time if verify_done else None))
+            self._report_truncation(total, omitted)
             if status in {"passed", "interrupted"}:
                 if status == "interrupted":
                     log.event("interrupted", step=step.id, signal=self._signal_name())
@@ -438,6 +457,14 @@ class Runner:
             return f"FAILED in {took}: output did not match /{step.verify.expect}/"
         return f"FAILED in {took}: exit status {outcome.exit_code} (wanted {step.verify.exit_code if not step.verify.run else 0})"
 
+    def _report_truncation(self, total: int, omitted: int) -> None:
+        """Say so when a command printed more than is kept (the audit log records the same numbers)."""
+        if omitted:
+            self.progress.line(
+                f"    output truncated: {total} bytes printed, {omitted} omitted "
+                f"(only the first and last {MAX_OUTPUT // 2 >> 20} MiB are kept)"
+            )
+
     @staticmethod
     def _wanted(step: Step) -> str:
         want = f"wanted exit status {step.verify.exit_code}"
@@ -464,6 +491,8 @@ class Runner:
                 exit_code=completed.exit_code,
                 duration_s=round(completed.duration, 3),
                 output_sha256=sha256(output),
+                output_bytes=completed.output_bytes,
+                output_omitted_bytes=completed.omitted,
                 status="passed" if completed.exit_code == 0 else "failed",
             )
             result.rollbacks.append((step.id, completed.exit_code))
@@ -471,7 +500,15 @@ class Runner:
                 self.progress.end(f"done in {completed.duration:.2f}s")
             else:
                 self.progress.end(f"FAILED (exit status {completed.exit_code})")
+            self._report_truncation(completed.output_bytes, completed.omitted)
+            if completed.exit_code != 0:
                 self.progress.output(output)
+
+
+def _sizes(completed: Completed, verify: Completed | None) -> tuple[int, int]:
+    """Bytes printed and bytes omitted by a step's command and its verify command together."""
+    extra = (verify.output_bytes, verify.omitted) if verify else (0, 0)
+    return completed.output_bytes + extra[0], completed.omitted + extra[1]
 
 
 def run_runbook(runbook: Runbook, options: RunOptions, progress: Progress | None = None) -> RunResult:
