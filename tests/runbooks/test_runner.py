@@ -535,20 +535,31 @@ def test_flood_of_output_touches_no_disk_and_little_memory(tmp_path: Path) -> No
     )
     log, out, err = tmp_path / "audit.jsonl", tmp_path / "stdout", tmp_path / "stderr"
     limit = 16 << 20  # no file the run writes may grow past 16 MiB: output kept on disk would be killed (SIGXFSZ)
+    peak = tmp_path / "peak-kib"
+    # The runner is started by a small launcher that reports its peak memory: Linux carries a
+    # process's peak over exec, so a runner forked straight from this (large) test process would
+    # report the test process's size instead of its own.
+    launcher = (
+        "import os, subprocess, sys\n"
+        "proc = subprocess.Popen(sys.argv[2:])\n"
+        "_, status, usage = os.wait4(proc.pid, 0)\n"
+        "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+        "sys.exit(os.waitstatus_to_exitcode(status))\n"
+    )
     with out.open("w") as stdout, err.open("w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "v4runtime.runbooks", "run", "flood"],
+        proc = subprocess.run(
+            [sys.executable, "-c", launcher, str(peak), sys.executable, "-m", "v4runtime.runbooks", "run", "flood"],
             cwd=tmp_path,
             env={**os.environ, "V4_RUNBOOK_LOG": str(log)},
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,
             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
+            timeout=300,
         )
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
     assert proc.returncode == 0, out.read_text() + err.read_text()
-    assert usage.ru_maxrss * 1024 < 150_000_000, f"peak memory {usage.ru_maxrss} KiB: the output was buffered"
+    peak_kib = int(peak.read_text())
+    assert peak_kib * 1024 < 150_000_000, f"peak memory {peak_kib} KiB: the output was buffered"
     omitted = 200_000_005 - MAX_OUTPUT
     assert f"output truncated: 200000005 bytes printed, {omitted} omitted" in out.read_text()
     step = next(e for e in events(log) if e["event"] == "step")
