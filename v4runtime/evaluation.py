@@ -65,6 +65,9 @@ class Sample:
             procedural picture (``noise``, ``gradient``, ...); ``None`` when the manifest does not say.
         cover_lsb_z: for bit-plane stego files, the LSB structure the payload overwrote in its
             cover (manifest ``cover_lsb_z``); ``None`` when the manifest does not say.
+        remaining_lsb_z: for unsignalled bit-plane stego files with a ``cover_lsb_z``, the same
+            statistic over the samples after the frame, measured on the file
+            (:func:`~v4runtime.datasets.detectability.remaining_lsb_z`); else ``None``.
     """
 
     path: str
@@ -76,6 +79,7 @@ class Sample:
     signal: str | None = None
     cover: str | None = None
     cover_lsb_z: float | None = None
+    remaining_lsb_z: float | None = None
 
     @property
     def is_stego(self) -> bool:
@@ -145,6 +149,23 @@ def payload_bucket(size: int | None) -> str | None:
     return f">={PAYLOAD_BUCKETS[-1][1]} B"
 
 
+#: Where the cover's LSBs were structured, by ``cover_lsb_z`` and ``remaining_lsb_z`` against
+#: the first :data:`COVER_Z_BUCKETS` bound; the labels of :func:`lsb_structure`, in table order.
+LSB_STRUCTURES: tuple[str, ...] = ("noise-like where written and after", "noise-like where written, smooth after",
+                                   "smooth where written")
+
+
+def lsb_structure(cover_z: float | None, remaining_z: float | None) -> str | None:
+    """One of :data:`LSB_STRUCTURES`; ``None`` when a needed figure is missing."""
+    if cover_z is None:
+        return None
+    if cover_z >= COVER_Z_BUCKETS[0]:
+        return LSB_STRUCTURES[2]
+    if remaining_z is None:
+        return None
+    return LSB_STRUCTURES[0] if remaining_z < COVER_Z_BUCKETS[0] else LSB_STRUCTURES[1]
+
+
 def cover_z_bucket(z: float | None) -> str | None:
     """Label of the :data:`COVER_Z_BUCKETS` bucket holding ``z`` (``"4 <= z < 8"``), or ``None``."""
     if z is None:
@@ -179,6 +200,7 @@ def detection_metrics(samples: Sequence[Sample], verdicts: Sequence[Verdict]) ->
                                            "method_signal": defaultdict(lambda: [0, 0]),
                                            "unsignalled_cover": defaultdict(lambda: [0, 0]),
                                            "unsignalled_cover_z": defaultdict(lambda: [0, 0]),
+                                           "unsignalled_structure": defaultdict(lambda: [0, 0]),
                                            "clean_format": defaultdict(lambda: [0, 0]),
                                            "clean_kind": defaultdict(lambda: [0, 0])}
     classes = (CLEAN, *METHODS)
@@ -210,6 +232,9 @@ def detection_metrics(samples: Sequence[Sample], verdicts: Sequence[Verdict]) ->
                 keys.append(("unsignalled_cover", f"{s.method}, {s.cover}"))
             if s.signal == "none" and s.method in BIT_PLANE_METHODS and s.cover_lsb_z is not None:
                 keys.append(("unsignalled_cover_z", f"{s.method}, {cover_z_bucket(s.cover_lsb_z)}"))
+                where = lsb_structure(s.cover_lsb_z, s.remaining_lsb_z)
+                if where is not None:
+                    keys.append(("unsignalled_structure", f"{s.method}, {where}"))
         for table, key in keys:
             by[table][key][0] += int(v.is_stego)
             by[table][key][1] += 1
@@ -227,6 +252,10 @@ def detection_metrics(samples: Sequence[Sample], verdicts: Sequence[Verdict]) ->
         method, _, bucket = key.partition(", ")
         return method, z_labels.index(bucket)
 
+    def structure_order(key: str) -> tuple[str, int]:
+        method, _, where = key.partition(", ")
+        return method, LSB_STRUCTURES.index(where)
+
     def table(name: str, key: Any = order) -> dict[str, Any]:
         return {k: rate(*by[name][k]) for k in sorted(by[name], key=key)}
 
@@ -243,6 +272,7 @@ def detection_metrics(samples: Sequence[Sample], verdicts: Sequence[Verdict]) ->
         "tpr_by_method_signal_min64": table("method_signal"),
         "tpr_unsignalled_by_cover_min64": table("unsignalled_cover"),
         "tpr_unsignalled_by_cover_z_min64": table("unsignalled_cover_z", z_order),
+        "tpr_unsignalled_by_structure_min64": table("unsignalled_structure", structure_order),
         "tpr_by_format": table("format"),
         "tpr_by_payload": table("payload"),
         "method_accuracy": rate(method_correct, method_total),
@@ -315,7 +345,21 @@ def _manifest_sample(root: Path, row: dict[str, Any]) -> Sample:
         signal=_signal(row) if stego else None,
         cover=_cover(row) if stego else None,
         cover_lsb_z=float(row["cover_lsb_z"]) if stego and row.get("cover_lsb_z") is not None else None,
+        remaining_lsb_z=_remaining_lsb_z(root, row) if stego else None,
     )
+
+
+def _remaining_lsb_z(root: Path, row: dict[str, Any]) -> float | None:
+    """:func:`~v4runtime.datasets.detectability.remaining_lsb_z` for unsignalled bit-plane payloads of
+    at least :data:`TARGET_MIN_PAYLOAD` bytes whose row records ``cover_lsb_z`` (one extra decode each)."""
+    from v4runtime.datasets.detectability import remaining_lsb_z
+
+    size = row.get("payload_size")
+    if (row.get("cover_lsb_z") is None or row.get("method") not in BIT_PLANE_METHODS or _signal(row) != "none"
+            or not isinstance(size, int) or size < TARGET_MIN_PAYLOAD):
+        return None
+    frame_bytes = size + 1  # no marker; the NUL terminator (v4runtime.stego.framing)
+    return remaining_lsb_z(root / row["path"], str(row["method"]), frame_bytes)
 
 
 def _cover(row: dict[str, Any]) -> str | None:
@@ -440,6 +484,10 @@ def render_detector_markdown(name: str, m: dict[str, Any]) -> list[str]:
          f"TPR of the same unsignalled payloads >= {TARGET_MIN_PAYLOAD} B per method and by how much LSB structure "
          "the payload overwrote (z: standard errors by which the cover's LSB flip ratio lay below 0.5, the ratio "
          "of noise, over the samples the frame replaced; near 0, random bits replaced what was already noise)"),
+        ("tpr_unsignalled_by_structure_min64", "method, LSB structure",
+         f"TPR of the same unsignalled payloads >= {TARGET_MIN_PAYLOAD} B per method and by where the cover's LSBs "
+         f"were structured: the z above over the samples the frame replaced, and the same z over the rest of the "
+         f"bit stream, measured on the file (smooth: z >= {COVER_Z_BUCKETS[0]:g}; noise-like: below)"),
     )
     for key, key_name, title in optional:
         if m.get(key):

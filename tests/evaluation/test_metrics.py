@@ -195,3 +195,65 @@ def test_gate_summary_averages_the_model_gate_weights() -> None:
     assert summary["format"]["clean"] == pytest.approx(0.9) and summary["format"]["stego"] == pytest.approx(0.1 / 7)
     assert summary["content"]["largest"] == summary["format"]["largest"] == 0.5
     assert "gates" not in detection_metrics(samples, [Verdict(False), Verdict(True, "lsb.rgb"), Verdict(False)])
+
+
+def test_unsignalled_payloads_broken_down_by_where_the_cover_was_structured() -> None:
+    """Written-over z, then the rest of the stream's z: three kinds, in table order, per method."""
+    samples = [
+        Sample("a", "stego", "lsb.rgb", "png", 100, signal="none", cover_lsb_z=0.5, remaining_lsb_z=0.2),
+        Sample("b", "stego", "lsb.rgb", "png", 100, signal="none", cover_lsb_z=-1.0, remaining_lsb_z=30.0),
+        Sample("c", "stego", "lsb.rgb", "png", 100, signal="none", cover_lsb_z=9.0),  # smooth: the rest is moot
+        Sample("d", "stego", "lsb.rgb", "png", 100, signal="none", cover_lsb_z=1.0),  # rest unknown: left out
+        Sample("e", "stego", "palette", "gif", 100, signal="none", cover_lsb_z=2.0, remaining_lsb_z=3.9),
+        Sample("f", "stego", "palette", "gif", 40, signal="none", cover_lsb_z=2.0, remaining_lsb_z=3.9),  # < 64 B
+    ]
+    verdicts = [Verdict(False), Verdict(True, "lsb.rgb"), Verdict(True, "lsb.rgb"), Verdict(True, "lsb.rgb"),
+                Verdict(True, "palette"), Verdict(False)]
+    table = detection_metrics(samples, verdicts)["tpr_unsignalled_by_structure_min64"]
+    assert [(key, table[key]["k"], table[key]["n"]) for key in table] == [
+        ("lsb.rgb, noise-like where written and after", 0, 1),
+        ("lsb.rgb, noise-like where written, smooth after", 1, 1),
+        ("lsb.rgb, smooth where written", 1, 1),
+        ("palette, noise-like where written and after", 1, 1),
+    ]
+
+
+def test_remaining_structure_is_measured_on_the_file_after_the_frame(tmp_path) -> None:
+    """A cover that is noise over its first rows and flat below: the payload's region reads as noise,
+    the rest as smooth; a cover that is noise all through reads as noise after the frame too."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from v4runtime import stego
+    from v4runtime.datasets.detectability import overwritten_lsb_z, remaining_lsb_z
+    from v4runtime.evaluation import _manifest_sample
+
+    rng = np.random.default_rng(7)
+    noisy = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    half = noisy.copy()
+    half[16:] = 120  # flat below the first 16 rows: every close pair equal
+    payload = rng.bytes(200)  # 201 framed bytes: 1,608 samples, the first 5 rows of 384
+    for name, pixels, rest_smooth in (("half", half, True), ("noise", noisy, False)):
+        cover = Image.fromarray(pixels, "RGB")
+        data = stego.embed(cover, payload, "lsb.rgb", "PNG", marker=False)
+        (tmp_path / f"{name}.png").write_bytes(data)
+        row = {"path": f"{name}.png", "label": 1, "method": "lsb.rgb", "marker": False, "payload_kind": "random",
+               "payload_size": len(payload), "cover_lsb_z": overwritten_lsb_z(cover, "lsb.rgb", len(payload) + 1)}
+        sample = _manifest_sample(tmp_path, row)
+        assert sample.cover_lsb_z is not None and sample.cover_lsb_z < 4
+        assert sample.remaining_lsb_z is not None and (sample.remaining_lsb_z >= 4) is rest_smooth
+        buf = io.BytesIO()
+        cover.save(buf, "PNG")
+        assert remaining_lsb_z(tmp_path / f"{name}.png", "lsb.rgb", len(payload) + 1) == pytest.approx(
+            remaining_lsb_z(_save(tmp_path / f"{name}-cover.png", buf.getvalue()), "lsb.rgb", len(payload) + 1))
+    assert remaining_lsb_z(tmp_path / "missing.png", "lsb.rgb", 10) is None
+    assert remaining_lsb_z(tmp_path / "half.png", "raw", 10) is None
+    assert _manifest_sample(tmp_path, {"path": "half.png", "label": 1, "method": "lsb.rgb", "marker": True,
+                                       "payload_size": 200, "cover_lsb_z": 1.0}).remaining_lsb_z is None  # signalled
+
+
+def _save(path, data: bytes):
+    path.write_bytes(data)
+    return path
