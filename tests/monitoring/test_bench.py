@@ -5,21 +5,32 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
+import socketserver
+import struct
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+
+from v4runtime.bench import monitor
 from v4runtime.bench.monitor import (
     ENDPOINTS,
     READ_PHASES,
     _closed_loop,
+    _Conn,
     _open_loop,
     _raw,
     render_endpoints,
     render_markdown,
 )
+from v4runtime.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATED = REPO / "docs" / "generated" / "monitoring"
@@ -133,3 +144,134 @@ def test_phases_count_failed_requests_by_status_and_error_code(open_server: Any)
     report["backends"]["sqlite"]["log max"] = closed
     (row,) = _rows(render_markdown(report), "mixed")
     assert row[2] == f"**{closed['errors']:,}** (404 not_found ×{closed['errors']:,})"
+
+
+# Transport failures: a server that drops some connections ---------------------------------------
+BUSY = b'{"error":{"code":"overloaded","message":"busy"}}'
+
+
+async def _flaky(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Keep-alive HTTP/1.1 whose answer depends on the path: /ok, /busy (503), and three ways to fail.
+
+    /close shuts the socket without an answer, /reset aborts it with an RST, /hang never answers.
+    """
+    try:
+        while True:
+            path = (await reader.readuntil(b"\r\n\r\n")).split(b" ")[1]
+            if path == b"/close":
+                return
+            if path == b"/reset":
+                writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                                           struct.pack("ii", 1, 0))
+                writer.transport.abort()
+                return
+            if path == b"/hang":
+                await reader.read()  # until the client gives up on it
+                return
+            status, body = (b"200 OK", b"ok") if path == b"/ok" else (b"503 Service Unavailable", BUSY)
+            writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+FLAKY_PATHS = ["/ok", "/busy", "/close", "/reset", "/hang"]
+FLAKY_KINDS = {"503 overloaded", "connection closed", "connection reset", "timeout"}
+
+
+async def _against_flaky_server(phase: Any) -> Any:
+    server = await asyncio.start_server(_flaky, "127.0.0.1", 0)
+    try:
+        return await phase(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
+
+
+def test_dropped_connections_are_counted_by_kind_and_the_phase_goes_on() -> None:
+    cycle = itertools.cycle([_raw("GET", p) for p in FLAKY_PATHS])
+    closed = asyncio.run(_against_flaky_server(lambda port: _closed_loop(
+        port, "flaky", lambda: next(cycle), concurrency=1, duration=0.8, expect=200, timeout=0.2))).summary()
+    assert set(closed["error_kinds"]) == FLAKY_KINDS
+    # One connection, the paths in turn: after each drop the worker reconnected and sent the next one.
+    counts = [closed["requests"], *closed["error_kinds"].values()]
+    assert min(counts) >= 2 and max(counts) - min(counts) <= 1, closed
+    assert closed["errors"] == sum(closed["error_kinds"].values())
+
+    cycle = itertools.cycle([_raw("GET", p) for p in FLAKY_PATHS])
+    opened = asyncio.run(_against_flaky_server(lambda port: _open_loop(
+        port, "flaky", lambda: next(cycle), rate=50, duration=0.4, expect=200, concurrency=2,
+        timeout=0.2))).summary()
+    assert opened["requests"] == 4 and opened["error_kinds"] == dict.fromkeys(sorted(FLAKY_KINDS), 4)
+
+    # The report's Markdown shows the transport kinds next to the HTTP ones.
+    report = _report()
+    report["backends"]["sqlite"]["log max"] = closed
+    (row,) = _rows(render_markdown(report), "flaky")
+    kinds = closed["error_kinds"]
+    assert row[2] == (f"**{closed['errors']}** (503 overloaded ×{kinds['503 overloaded']}, connection closed "
+                      f"×{kinds['connection closed']}, connection reset ×{kinds['connection reset']}, "
+                      f"timeout ×{kinds['timeout']})")
+    assert "`connection reset`" in render_markdown(report).split("\n")[0]
+
+
+def _dead_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_request_to_a_closed_port_is_a_connect_refused_failure() -> None:
+    assert asyncio.run(_Conn(_dead_port(), timeout=2).request(_raw("GET", "/health/live"))) == "connect refused"
+
+
+def _bench_against(port: int, monkeypatch: pytest.MonkeyPatch) -> int:
+    """``bench monitor --quick`` measuring ``port`` instead of the server it starts."""
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    monkeypatch.setattr(monitor, "_start_server", lambda *_: (finished, port))
+    return main(["bench", "monitor", "--backend", "sqlite", "--quick", "--no-write"])
+
+
+def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_bench_against_a_dead_server_stops_at_once_with_a_typed_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    t0 = time.monotonic()
+    assert _bench_against(_dead_port(), monkeypatch) == 2
+    assert time.monotonic() - t0 < 5, "the phase ran on against a server that is not there"
+    err = _error_line(capsys)
+    assert all(w in err for w in ("sqlite", "phase 'GET /health/live'", "at its start", "connect refused")), err
+
+
+class _Hangup(socketserver.BaseRequestHandler):
+    """Reads a request and closes the connection without answering."""
+
+    def handle(self) -> None:
+        self.request.recv(65536)
+
+
+@pytest.fixture
+def hangup_port() -> Iterator[int]:
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Hangup) as server:
+        server.daemon_threads = True
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield int(server.server_address[1])
+        server.shutdown()
+        thread.join(5)
+
+
+def test_bench_whose_every_request_drops_stops_with_a_typed_error(
+    hangup_port: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _bench_against(hangup_port, monkeypatch) == 2
+    err = _error_line(capsys)
+    assert all(w in err for w in ("sqlite", "phase 'GET /health/live'", "every request failed at the transport "
+                                  "level", "connection closed")), err

@@ -6,7 +6,10 @@ installed, request bodies built before each phase) and prints, per endpoint, p50
 throughput. ``GET /health/live`` measured the same way is the baseline (the cost of the HTTP stack and
 of the load generator, which share the machine's cores with the server). Latency targets are checked
 at a fixed request rate (open loop: 1,000/s for ``/metrics/log``, ``--read-rate`` for the reads);
-closed-loop phases give the most each endpoint serves.
+closed-loop phases give the most each endpoint serves. A request whose connection fails (reset, closed
+without an answer, past ``REQUEST_TIMEOUT_S``) counts as failed under that kind and the phase goes on on a
+new connection; the run stops with a ``MonitoringError`` naming the phase only when no connection opens at
+a phase's start or every request of a phase fails that way.
 Results go to ``docs/generated/monitoring/bench.json`` and are rendered to ``bench.md`` and
 ``endpoints.md`` (the endpoint table of the Monitoring API page).
 """
@@ -30,7 +33,10 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from v4runtime.errors import MonitoringError
 
 DEFAULT_OUTPUT = Path("docs/generated/monitoring")
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -64,28 +70,123 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # A lean HTTP/1.1 client: httpx would cost more CPU than the server on a 2-core machine. --------------
+#: Seconds one request may take, connecting included: a hung server fails requests, not the whole run.
+REQUEST_TIMEOUT_S = 10.0
+#: What a request meets when the connection, not the server's answer, fails.
+_TRANSPORT_ERRORS = (OSError, EOFError, asyncio.LimitOverrunError, ValueError)
+
+
+def _transport_kind(exc: BaseException, connecting: bool) -> str:
+    """The error kind of a transport failure: a few fixed words, shown next to the HTTP kinds."""
+    if isinstance(exc, TimeoutError):
+        return "connect timeout" if connecting else "timeout"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connect refused"
+    if isinstance(exc, ConnectionError):  # reset, aborted, broken pipe
+        return "connection reset"
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return "connection closed"  # the server closed the socket before its whole answer
+    if isinstance(exc, (asyncio.LimitOverrunError, ValueError)):
+        return "bad response"
+    return "connect failed" if connecting else "connection error"
+
+
+#: Every kind _transport_kind gives.
+TRANSPORT_KINDS = frozenset({"connect timeout", "timeout", "connect refused", "connection reset",
+                             "connection closed", "bad response", "connect failed", "connection error"})
+
+
 class _Conn:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
+    """One keep-alive connection; dropped after a transport failure and opened again by the next request."""
 
-    @classmethod
-    async def open(cls, port: int) -> _Conn:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer)
+    def __init__(self, port: int, timeout: float = REQUEST_TIMEOUT_S) -> None:
+        self.port, self.timeout = port, timeout
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
 
-    async def request(self, raw: bytes) -> tuple[int, bytes]:
-        self.writer.write(raw)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        body = await self.reader.readexactly(length) if length else b""
+    async def connect(self) -> str | None:
+        """Open the connection before a phase's clock starts; the transport error kind, or None."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._stream()
+        except _TRANSPORT_ERRORS as exc:
+            self.close()
+            return _transport_kind(exc, connecting=True)
+        return None
+
+    async def _stream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.reader is None or self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        return self.reader, self.writer
+
+    async def request(self, raw: bytes) -> tuple[int, bytes] | str:
+        """The answer's status and body, or the transport error kind (the connection is then dropped)."""
+        connecting = self.writer is None
+        try:
+            async with asyncio.timeout(self.timeout):  # one budget for reconnecting, sending and reading
+                reader, writer = await self._stream()
+                connecting = False
+                writer.write(raw)
+                status, length, keep_alive = _parse_head(await reader.readuntil(b"\r\n\r\n"))
+                body = await reader.readexactly(length) if length else b""
+        except _TRANSPORT_ERRORS as exc:
+            # The stream's state is unknown (a late answer could still arrive): never reuse it.
+            self.close()
+            return _transport_kind(exc, connecting)
+        if not keep_alive:  # the server closes it: the next request would read a closed socket
+            self.close()
         return status, body
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def _parse_head(head: bytes) -> tuple[int, int, bool]:
+    """Status, Content-Length and keep-alive of an answer's head; ValueError when it is not HTTP."""
+    if not head.startswith(b"HTTP/1."):
+        raise ValueError(f"not an HTTP/1.x answer: {head[:20]!r}")
+    status, length, keep_alive = int(head[9:12]), 0, True
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"connection":
+            keep_alive = value.strip().lower() != b"close"
+    return status, length, keep_alive
+
+
+def _failure(answer: tuple[int, bytes] | str, expect: int) -> str | None:
+    """None for the expected status; otherwise the error kind (transport, or status and error code)."""
+    if isinstance(answer, str):
+        return answer
+    status, body = answer
+    return None if status == expect else _error_kind(status, body)
+
+
+async def _connect_all(port: int, name: str, count: int, timeout: float) -> list[_Conn]:
+    """``count`` connections opened at once before a phase; a typed error when none of them opens."""
+    conns = [_Conn(port, timeout) for _ in range(count)]
+    kinds = await asyncio.gather(*(conn.connect() for conn in conns))
+    if all(kinds):
+        raise _unreachable(name, Counter(k for k in kinds if k), f"no connection to 127.0.0.1:{port} opened "
+                           "at its start")
+    return conns
+
+
+def _check_answered(name: str, latencies: list[float], failures: Counter[str]) -> None:
+    """A phase whose every request failed at the transport level: the server is gone, stop the run."""
+    if not latencies and failures and set(failures) <= TRANSPORT_KINDS:
+        raise _unreachable(name, failures, "every request failed at the transport level")
+
+
+def _unreachable(name: str, failures: Counter[str], why: str) -> MonitoringError:
+    from v4runtime.errors import MonitoringError
+
+    kinds = ", ".join(f"{kind} ×{n:,}" for kind, n in failures.most_common())
+    return MonitoringError(f"phase {name!r}: {why} ({kinds})", reason="unreachable")
 
 
 def _raw(method: str, path: str, body: bytes = b"", token: str = "bench") -> bytes:
@@ -149,18 +250,20 @@ class Result:
 
 
 async def _closed_loop(port: int, name: str, make: Any, *, concurrency: int, duration: float,
-                       expect: int, events_per_request: int = 1, prebuild: int = 0) -> Result:
+                       expect: int, events_per_request: int = 1, prebuild: int = 0,
+                       timeout: float = REQUEST_TIMEOUT_S) -> Result:
     """As many requests as ``concurrency`` connections carry; ``prebuild`` requests are built beforehand.
 
     Building unique event bodies costs the load generator more than the server spends on them, so up
     to ``prebuild`` of them are made before the clock starts (then ``make()`` is called in the loop).
+    A dropped connection counts its request as failed and is opened again for the worker's next one.
     """
     ready = [make() for _ in range(prebuild)]
 
     def next_request() -> bytes:
         return ready.pop() if ready else make()
 
-    conns = [await _Conn.open(port) for _ in range(concurrency)]
+    conns = await _connect_all(port, name, concurrency, timeout)
     latencies: list[float] = []
     failures: Counter[str] = Counter()
     deadline = time.perf_counter() + duration
@@ -169,25 +272,29 @@ async def _closed_loop(port: int, name: str, make: Any, *, concurrency: int, dur
         while time.perf_counter() < deadline:
             raw = next_request()
             t0 = time.perf_counter()
-            status, body = await conn.request(raw)
-            if status == expect:
+            kind = _failure(await conn.request(raw), expect)
+            if kind is None:
                 latencies.append((time.perf_counter() - t0) * 1000)
             else:
-                failures[_error_kind(status, body)] += 1
+                failures[kind] += 1
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(c) for c in conns))
     elapsed = time.perf_counter() - t0
     for conn in conns:
         conn.close()
+    _check_answered(name, latencies, failures)
     return Result(name, latencies, elapsed, failures, events_per_request)
 
 
 async def _open_loop(port: int, name: str, make: Any, *, rate: float, duration: float, expect: int,
-                     concurrency: int = 64) -> Result:
-    """Requests sent on a fixed schedule; latency counts from the scheduled time (no coordinated omission)."""
+                     concurrency: int = 64, timeout: float = REQUEST_TIMEOUT_S) -> Result:
+    """Requests sent on a fixed schedule; latency counts from the scheduled time (no coordinated omission).
+
+    A dropped connection counts its request as failed; it goes back to the pool and opens again when next used.
+    """
     pool: asyncio.Queue[_Conn] = asyncio.Queue()
-    conns = [await _Conn.open(port) for _ in range(concurrency)]
+    conns = await _connect_all(port, name, concurrency, timeout)
     for conn in conns:
         pool.put_nowait(conn)
     latencies: list[float] = []
@@ -196,12 +303,12 @@ async def _open_loop(port: int, name: str, make: Any, *, rate: float, duration: 
 
     async def one(raw: bytes, scheduled: float) -> None:
         conn = await pool.get()
-        status, body = await conn.request(raw)
+        kind = _failure(await conn.request(raw), expect)
         pool.put_nowait(conn)
-        if status == expect:
+        if kind is None:
             latencies.append((time.perf_counter() - scheduled) * 1000)
         else:
-            failures[_error_kind(status, body)] += 1
+            failures[kind] += 1
 
     start = time.perf_counter()
     tasks = []
@@ -215,6 +322,7 @@ async def _open_loop(port: int, name: str, make: Any, *, rate: float, duration: 
     elapsed = time.perf_counter() - start
     for conn in conns:
         conn.close()
+    _check_answered(name, latencies, failures)
     return Result(name, latencies, elapsed, failures)
 
 
@@ -362,18 +470,7 @@ def _bench_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                 sep = "&" if "?" in args.pg_url else "?"
                 db_url = f"{args.pg_url}{sep}options=-csearch_path%3D{schema}"
             proc, port = _start_server(db_url, workdir)
-            try:
-                results = _run_loop(_measure(port, args, db_url))
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-                from v4runtime.errors import MonitoringError
-
-                raise MonitoringError(f"{backend}: the monitor server stopped answering ({type(exc).__name__}: "
-                                      f"{exc}); its log: {_log_tail(workdir)}", reason="unreachable") from exc
-            import httpx
-
-            stats = httpx.get(f"http://127.0.0.1:{port}/v1/metrics/stats", params={"window": "1h"},
-                              headers={"Authorization": "Bearer bench"}, timeout=30).json()
-            results["stats_window_events"] = stats["events"]
+            results = _measure_server(backend, port, args, db_url, workdir)
         finally:
             if proc is not None:
                 _stop_server(proc)
@@ -382,6 +479,28 @@ def _bench_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
 
                 with psycopg.connect(args.pg_url, autocommit=True) as conn:
                     conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    return results
+
+
+def _measure_server(backend: str, port: int, args: argparse.Namespace, db_url: str,
+                    workdir: Path) -> dict[str, Any]:
+    """Every phase against the started server, then its stats window; its log's last line on failure."""
+    import httpx
+
+    from v4runtime.errors import MonitoringError
+
+    try:
+        results = _run_loop(_measure(port, args, db_url))
+    except MonitoringError as exc:  # a phase found the server gone: say which, and what the server logged
+        raise MonitoringError(f"{backend}: {exc}; its log: {_log_tail(workdir)}", reason=exc.reason) from exc
+    try:
+        stats = httpx.get(f"http://127.0.0.1:{port}/v1/metrics/stats", params={"window": "1h"},
+                          headers={"Authorization": "Bearer bench"}, timeout=30).json()
+        results["stats_window_events"] = stats["events"]
+    except (httpx.HTTPError, ValueError, LookupError, TypeError) as exc:
+        raise MonitoringError(f"{backend}: the stats window could not be read after the phases "
+                              f"({type(exc).__name__}: {exc}); its log: {_log_tail(workdir)}",
+                              reason="unreachable") from exc
     return results
 
 
@@ -437,7 +556,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "Latency is client-side, from the scheduled send to the full answer; `@ N/s` phases send at a fixed "
         "rate (latency targets are checked there), `(max)` phases keep connections busy (most served). "
         "Latency and throughput are those of the successful answers (`OK`); `Failed` counts the others by "
-        "status and error code, and a target is not met by a phase with failed requests.",
+        "status and error code, or by what broke the connection (`connection reset`, `timeout`, ...), and a "
+        "target is not met by a phase with failed requests.",
         "",
     ]
     for backend, res in report["backends"].items():
