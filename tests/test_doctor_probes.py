@@ -6,11 +6,12 @@ import http.server
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,134 @@ def test_sqlite_folder_under_an_unwritable_folder_cannot_be_created(
     assert f"cannot create folder {locked}/new: {locked} is not writable" == check.detail
     existing = doctor.database_status(f"sqlite:///{locked}/m.db")
     assert existing.status == "not writable" and f"folder {locked} is not writable" in existing.detail
+
+
+def _deny_write(monkeypatch: pytest.MonkeyPatch, *denied: Path) -> None:
+    """Answer "no" to os.access for ``denied`` (root may write anywhere, so the answer is simulated)."""
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p) not in denied and real_access(p, mode, **kw))
+
+
+def test_existing_sqlite_file_in_an_unwritable_folder_is_not_writable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WAL mode creates m.db-wal and m.db-shm beside the file: doctor said ok, then the store failed."""
+    (tmp_path / "m.db").touch()
+    _deny_write(monkeypatch, tmp_path)
+    check = doctor.database_status(f"sqlite:///{tmp_path}/m.db")
+    assert check.status == "not writable"
+    assert check.detail == (
+        f"SQLite file {tmp_path}/m.db: folder {tmp_path} is not writable, "
+        "and WAL mode must create m.db-wal and m.db-shm there"
+    )
+    (tmp_path / "m.db-wal").touch()
+    check = doctor.database_status(f"sqlite:///{tmp_path}/m.db")
+    assert check.status == "not writable" and check.detail.endswith("must create m.db-shm there"), check.detail
+
+
+def test_existing_sqlite_file_with_writable_wal_files_is_ok_in_an_unwritable_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("m.db", "m.db-wal", "m.db-shm"):
+        (tmp_path / name).touch()
+    _deny_write(monkeypatch, tmp_path)
+    assert doctor.database_status(f"sqlite:///{tmp_path}/m.db") == doctor.Check(
+        "monitor database", "ok", f"SQLite file {tmp_path}/m.db"
+    )
+
+
+@pytest.mark.parametrize("suffix", ["-wal", "-shm"])
+def test_unwritable_wal_file_is_not_writable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
+    """SQLite opens an existing WAL file it cannot write read-only, and every write then fails."""
+    for name in ("m.db", "m.db-wal", "m.db-shm"):
+        (tmp_path / name).touch()
+    _deny_write(monkeypatch, tmp_path / f"m.db{suffix}")
+    check = doctor.database_status(f"sqlite:///{tmp_path}/m.db")
+    assert check.status == "not writable"
+    assert check.detail == f"SQLite file {tmp_path}/m.db: {tmp_path}/m.db{suffix} is not writable (WAL mode writes it)"
+
+
+def test_wal_files_of_a_linked_sqlite_file_are_beside_its_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite resolves the link and keeps real.db-wal and real.db-shm beside real.db."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "links").mkdir()
+    (tmp_path / "data" / "real.db").touch()
+    (tmp_path / "links" / "m.db").symlink_to(tmp_path / "data" / "real.db")
+    url = f"sqlite:///{tmp_path}/links/m.db"
+    _deny_write(monkeypatch, tmp_path / "links")
+    assert doctor.database_status(url).status == "ok"
+    _deny_write(monkeypatch, tmp_path / "data")
+    check = doctor.database_status(url)
+    assert check.status == "not writable" and f"folder {tmp_path}/data is not writable" in check.detail
+    assert "create real.db-wal and real.db-shm" in check.detail
+
+
+@pytest.fixture
+def lock() -> Iterator[Callable[[Path], None]]:
+    """Make a path unwritable for real, even for root: ``chattr +i`` as root, else ``chmod a-w``."""
+    locked: list[Path] = []
+
+    def apply(path: Path) -> None:
+        if os.geteuid() != 0:
+            path.chmod(path.stat().st_mode & ~0o222)
+        elif subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+            pytest.skip("root, and chattr +i does not work here (no chattr, or a filesystem without it)")
+        locked.append(path)
+
+    yield apply
+    for path in reversed(locked):
+        if os.geteuid() != 0:
+            path.chmod(path.stat().st_mode | 0o200)
+        else:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.mark.parametrize(
+    ("locked", "present", "opens"),
+    [
+        (".", (), False),
+        (".", ("-wal",), False),
+        (".", ("-shm",), False),
+        (".", ("-wal", "-shm"), True),
+        ("m.db-wal", ("-wal", "-shm"), False),
+        ("m.db", (), False),
+    ],
+)
+def test_doctor_agrees_with_the_store_on_unwritable_files(
+    tmp_path: Path, lock: Callable[[Path], None], locked: str, present: tuple[str, ...], opens: bool
+) -> None:
+    """Doctor says ok exactly when the store can write to an existing file, with permissions denied for real."""
+    from v4runtime.monitoring.store import open_store
+
+    folder = tmp_path / "db"
+    folder.mkdir()
+    url = f"sqlite:///{folder}/m.db"
+    open_store(url).close()  # the last connection's close removes m.db-wal and m.db-shm
+    for suffix in present:
+        (folder / f"m.db{suffix}").touch()
+    lock(folder / locked)
+    ok = doctor.database_status(url).status == "ok"
+    assert (ok, _store_writes(url)) == (opens, opens)
+
+
+def _store_writes(url: str) -> bool:
+    """Whether the store opens ``url`` and commits a write (opening an existing file writes nothing)."""
+    from v4runtime.errors import StoreError
+    from v4runtime.monitoring.store import ModelRecord, open_store
+
+    try:
+        store = open_store(url)
+    except StoreError:
+        return False
+    try:
+        store.save_models([ModelRecord("v1", "candidate", "0" * 64, 1, None, None, 0.0, None)])
+    except sqlite3.Error:
+        return False
+    finally:
+        store.close()
+    return True
 
 
 def test_sqlite_folder_under_a_dangling_link_cannot_be_created(tmp_path: Path) -> None:

@@ -139,18 +139,46 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
+#: The files SQLite's WAL mode keeps beside the database file, by suffix of its name.
+WAL_SUFFIXES = ("-wal", "-shm")
+
+
+def _wal_problem(path: Path) -> str | None:
+    """Why SQLite's WAL mode could not use its files beside the existing database ``path``, or None.
+
+    Every connection of the store opens ``<db>-wal`` and ``<db>-shm`` read-write, creating them when
+    missing, beside the file a link points to: each must exist writable, or its folder be writable.
+    """
+    real = Path(os.path.realpath(path))  # SQLite resolves links: the WAL files sit beside the target
+    missing = []
+    for suffix in WAL_SUFFIXES:
+        wal_file = real.with_name(real.name + suffix)
+        if not os.path.lexists(wal_file):
+            missing.append(wal_file.name)
+        elif not os.access(wal_file, os.W_OK):
+            return f"{wal_file} is not writable (WAL mode writes it)"
+    if missing and not os.access(real.parent, os.W_OK | os.X_OK):
+        return f"folder {real.parent} is not writable, and WAL mode must create {' and '.join(missing)} there"
+    return None
+
+
 def _sqlite_status(path: Path) -> Check:
     """Whether the SQLite store can open ``path``, without creating anything.
 
     The store makes the file's missing folders (``mkdir -p``), then the file and its WAL files
-    beside it, so the file's folder, or else its nearest existing ancestor, must be writable.
+    beside it, so the file's folder, or else its nearest existing ancestor, must be writable. An
+    existing file needs its WAL files too: already there and writable, or a writable folder.
     """
     name = "monitor database"
     if os.path.isdir(path):
         return Check(name, "not a file", f"SQLite path {path} is a directory")
     if os.path.lexists(path):
-        ok = os.access(path, os.W_OK)
-        return Check(name, "ok" if ok else "not writable", f"SQLite file {path}")
+        if not os.access(path, os.W_OK):
+            return Check(name, "not writable", f"SQLite file {path}")
+        problem = _wal_problem(path)
+        if problem is not None:
+            return Check(name, "not writable", f"SQLite file {path}: {problem}")
+        return Check(name, "ok", f"SQLite file {path}")
     directory = path.parent
     if os.path.isdir(directory):
         if not os.access(directory, os.W_OK | os.X_OK):

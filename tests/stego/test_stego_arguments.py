@@ -54,7 +54,7 @@ WRONG: dict[str, tuple[tuple[object, ...], str]] = {
     "marker": (_FLAG, "a bool"),
     "terminator": (_FLAG, "a bool"),
     "lossless": (_FLAG, "a bool"),
-    "quality": (("90", 1.5, True, None), "an int"),
+    "quality": (("90", 1.5, True, None), "an int 0 to 100"),
     "length": ((1.5, True, "2", b"2"), "an int or None"),
     "thumbnail": (("x", 1, [THUMB]), "bytes, bytearray, memoryview or None"),
     "exif_tags": (([(MAKE, "Canon")], "Make=Canon", 1), "a mapping of tag numbers to values, or None"),
@@ -121,6 +121,48 @@ def test_exif_tags_content_is_checked(tags: dict[object, object], message: str) 
     with pytest.raises(EmbedError) as info:
         embed(COVER, b"x", "exif", "JPEG", exif_tags=tags)
     assert str(info.value).startswith(message), str(info.value)
+    assert info.value.reason == "bad_argument"
+
+
+@pytest.mark.parametrize(("method", "fmt", "lossless"), [("raw", "JPEG", False), ("exif", "WEBP", False),
+                                                        ("raw", "PNG", False), ("exif", "WEBP", True)])
+@pytest.mark.parametrize("quality", [-1, 101, 500, np.int64(1000)])
+def test_quality_out_of_range_is_refused(method: str, fmt: str, lossless: bool, quality: int) -> None:
+    """JPEG clamped it silently (500 became 100, -1 Pillow's default 75); lossy WebP raised a bare ValueError."""
+    with pytest.raises(EmbedError) as info:
+        embed(COVER, b"x", method, fmt, lossless=lossless, quality=quality)
+    assert str(info.value) == f"quality must be an int 0 to 100, not {type(quality).__name__} {int(quality)}"
+    assert info.value.reason == "bad_argument"
+
+
+@pytest.mark.parametrize(("method", "fmt", "lossless"), [("raw", "JPEG", False), ("exif", "WEBP", False)])
+def test_quality_range_ends_are_accepted_and_used(method: str, fmt: str, lossless: bool) -> None:
+    worst, best = (embed(COVER, b"x", method, fmt, lossless=lossless, quality=q) for q in (0, 100))
+    assert len(worst) < len(best)
+    assert extract(worst, method) == extract(best, method) == b"x"
+
+
+@pytest.mark.parametrize(
+    ("tag", "name"),
+    [
+        (0x8769, "ExifIFDPointer"),
+        (0x8825, "GPSInfoIFDPointer"),
+        (0xA005, "InteroperabilityIFDPointer"),
+        (0x0201, "JPEGInterchangeFormat"),
+        (0x0202, "JPEGInterchangeFormatLength"),
+        (0x0111, "StripOffsets"),
+        (0x0117, "StripByteCounts"),
+        (0x0144, "TileOffsets"),
+        (0x0145, "TileByteCounts"),
+        (0x014A, "SubIFDs"),
+    ],
+)
+@pytest.mark.parametrize("value", [8, "x"])
+def test_layout_tags_in_exif_tags_are_refused(tag: int, name: str, value: object) -> None:
+    """The writer sets these offsets and sizes: a caller's value was overwritten (0x8769) or pointed anywhere."""
+    with pytest.raises(EmbedError) as info:
+        embed(COVER, b"x", "exif", "JPEG", exif_tags={MAKE: "Canon", tag: value}, thumbnail=THUMB)
+    assert str(info.value).startswith(f"exif_tags[{tag:#06x}] ({name}) cannot be given: it holds an offset or size")
     assert info.value.reason == "bad_argument"
 
 

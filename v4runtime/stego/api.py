@@ -117,15 +117,17 @@ def embed(
         bit_order: ``lsb-first`` or ``msb-first`` (bit-plane methods only).
         marker: Prefix the payload with ``AI42``.
         terminator: Append a NUL byte.
-        exif_tags: Extra IFD0 tags for the ``exif`` method (e.g. camera Make/Model).
+        exif_tags: Extra IFD0 tags for the ``exif`` method (e.g. camera Make/Model); not the
+            offsets and sizes the EXIF writer sets itself (``exif_block.LAYOUT_TAGS``).
         thumbnail: JPEG thumbnail for the ``exif`` method (stored in IFD1).
         lossless: Lossless WebP for ``exif``/``raw`` (bit-plane methods always write lossless).
-        quality: JPEG/lossy WebP quality for ``exif``/``raw``.
+        quality: JPEG/lossy WebP quality for ``exif``/``raw``, 0 (worst) to 100.
 
     Raises:
         EmbedError: Unknown method/format/bit order, method not valid for the format, empty
-            payload, a payload that does not fit, or an argument of the wrong type (the message
-            names it, the type it needs and what was given).
+            payload, a payload that does not fit, an argument of the wrong type or out of its range
+            (the message names it, what it needs and what was given), or a layout tag in
+            ``exif_tags``.
     """
     check_arguments(
         cover=cover, payload=payload, method=method, fmt=fmt, bit_order=bit_order, marker=marker,

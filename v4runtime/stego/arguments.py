@@ -4,7 +4,9 @@ A wrong type is an :class:`~v4runtime.errors.EmbedError` that names the argument
 needs and what it got, instead of whatever Python error the wrong value would hit deep inside
 (``AttributeError`` on ``fmt=None``, ``TypeError`` on ``length=1.5``). Its ``reason`` is the one
 bad values of that argument already had (``bad_cover``, ``bad_payload``, ``bad_method``,
-``bad_format``, ``bad_bit_order``); ``bad_argument`` for the options.
+``bad_format``, ``bad_bit_order``); ``bad_argument`` for the options. Options with a range
+(``quality``, EXIF tag numbers and values) are checked against it the same way, and
+``exif_tags`` may not set the tags the EXIF writer lays out itself.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from v4runtime.errors import EmbedError
+from v4runtime.stego.exif_block import LAYOUT_TAGS
 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 _PATH_LIKE = (str, os.PathLike)
@@ -33,6 +36,10 @@ _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxlong = _SHORT.maxother = 24
 #: EXIF values are written as 16-bit tags with up to 32-bit unsigned numbers.
 _MAX_TAG, _MAX_LONG = 0xFFFF, 0xFFFF_FFFF
+#: JPEG and lossy WebP quality: Pillow's JPEG scale runs 0 (worst) to 95 (best) with 100 allowed,
+#: libwebp's 0 to 100. Outside it JPEG silently clamps (500 is 100, -1 Pillow's default 75) and
+#: WebP fails with a bare ValueError.
+_MIN_QUALITY, _MAX_QUALITY = 0, 100
 
 
 def _is_bool(value: object) -> bool:
@@ -42,6 +49,10 @@ def _is_bool(value: object) -> bool:
 def _is_int(value: object) -> bool:
     # bool is an int subclass, but quality=True or length=False is a mistake, not a number
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_quality(value: object) -> bool:
+    return _is_int(value) and _MIN_QUALITY <= value <= _MAX_QUALITY
 
 
 def _or_none(accepts: Callable[[object], bool]) -> Callable[[object], bool]:
@@ -63,7 +74,7 @@ _RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "marker": (_is_bool, "a bool"),
     "terminator": (_is_bool, "a bool"),
     "lossless": (_is_bool, "a bool"),
-    "quality": (_is_int, "an int"),
+    "quality": (_is_quality, f"an int {_MIN_QUALITY} to {_MAX_QUALITY}"),
     "length": (_or_none(_is_int), "an int or None"),
     "thumbnail": (_or_none(_of(*_BYTES_LIKE)), "bytes, bytearray, memoryview or None"),
     "exif_tags": (_or_none(_of(Mapping)), "a mapping of tag numbers to values, or None"),
@@ -76,6 +87,8 @@ def _given(value: object) -> str:
         return "None"
     if isinstance(value, str | bytes | int | float):
         return f"{type(value).__name__} {_SHORT.repr(value)}"
+    if isinstance(value, numbers.Integral):  # numpy integers: the number, not its np.int64(...) repr
+        return f"{type(value).__name__} {int(value)}"
     return type(value).__name__
 
 
@@ -97,6 +110,13 @@ def _check_exif_tags(tags: Mapping[Any, Any]) -> None:
     for tag, value in tags.items():
         if not (_is_int(tag) and 0 <= tag <= _MAX_TAG):
             raise _wrong("an exif_tags key", "a tag number (an int, 0 to 65535)", tag)
+        if tag in LAYOUT_TAGS:
+            raise EmbedError(
+                f"exif_tags[{tag:#06x}] ({LAYOUT_TAGS[tag]}) cannot be given: it holds an offset or size within "
+                "the EXIF block, which the writer lays out itself (a value here would be overwritten or point at "
+                "the wrong bytes)",
+                reason="bad_argument",
+            )
         if not _is_exif_value(value):
             expected = "a str, bytes, an int 0 to 2**32-1 or a pair of such ints"
             raise _wrong(f"exif_tags[{tag:#06x}]", expected, value)

@@ -16,6 +16,24 @@ X_RESOLUTION, Y_RESOLUTION, RESOLUTION_UNIT = 0x011A, 0x011B, 0x0128
 EXIF_IFD, COMPRESSION, THUMB_OFFSET, THUMB_LENGTH = 0x8769, 0x0103, 0x0201, 0x0202
 EXPOSURE_TIME, F_NUMBER, ISO, DATETIME_ORIGINAL, USER_COMMENT = 0x829A, 0x829D, 0x8827, 0x9003, 0x9286
 FOCAL_LENGTH = 0x920A
+GPS_IFD, INTEROP_IFD, SUB_IFDS = 0x8825, 0xA005, 0x014A
+STRIP_OFFSETS, STRIP_BYTE_COUNTS, TILE_OFFSETS, TILE_BYTE_COUNTS = 0x0111, 0x0117, 0x0144, 0x0145
+
+#: Tags whose values are offsets within the block or the sizes of what those point at, by name.
+#: :func:`build_exif` lays the block out itself: a caller's value would be overwritten (the EXIF
+#: sub-IFD pointer) or point at the wrong bytes, so ``embed`` refuses them in ``exif_tags``.
+LAYOUT_TAGS: dict[int, str] = {
+    STRIP_OFFSETS: "StripOffsets",
+    STRIP_BYTE_COUNTS: "StripByteCounts",
+    TILE_OFFSETS: "TileOffsets",
+    TILE_BYTE_COUNTS: "TileByteCounts",
+    SUB_IFDS: "SubIFDs",
+    THUMB_OFFSET: "JPEGInterchangeFormat",
+    THUMB_LENGTH: "JPEGInterchangeFormatLength",
+    EXIF_IFD: "ExifIFDPointer",
+    GPS_IFD: "GPSInfoIFDPointer",
+    INTEROP_IFD: "InteroperabilityIFDPointer",
+}
 
 #: The 8-byte character-code prefixes of UserComment (EXIF 2.3, table 9).
 CHARSET_ASCII = b"ASCII\x00\x00\x00"
