@@ -24,6 +24,7 @@ import numpy as np
 
 from v4runtime.errors import ConfigError
 from v4runtime.model.card import sha256_file
+from v4runtime.model.memory import check_fits
 from v4runtime.model.progress import Progress
 from v4runtime.streams.spec import METHODS, STREAM_NAMES, STREAM_SPECS
 from v4runtime.workers import exit_with_parent
@@ -248,6 +249,7 @@ def load_corpus(data_dir: str | Path, workers: int = 1) -> tuple[StreamSet, str]
     when it is current (else extracted and cached)."""
     data_dir = Path(data_dir)
     samples = read_manifest(data_dir)
+    check_fits(len(samples))  # before minutes of extraction, not an OOM kill at the end of them
     manifest_sha = sha256_file(data_dir / MANIFEST)
     key = _cache_key(manifest_sha)
     cache = data_dir / CACHE

@@ -29,6 +29,7 @@ from v4runtime.files import check_output_file
 from v4runtime.model.architecture import V4Detector, parameter_count
 from v4runtime.model.calibration import choose_threshold
 from v4runtime.model.data import StreamSet, load_corpus, split
+from v4runtime.model.memory import check_fits
 from v4runtime.model.progress import Progress
 from v4runtime.streams.spec import METHODS, STREAM_NAMES
 
@@ -346,6 +347,8 @@ def run(data_dir: str | Path, out: str | Path, config: TrainConfig, *, name: str
     build_seconds = None
     if build is not None:
         from v4runtime.datasets import build_corpus
+
+        check_fits(build["clean"] + build["stego"])
 
         summary = build_corpus(data_dir, clean=build["clean"], stego=build["stego"], seed=build["seed"],
                                workers=config.workers, progress=None)
