@@ -122,6 +122,8 @@ def test_config_path_that_is_a_named_pipe_does_not_hang(tmp_path: Path) -> None:
         ({"V4_SCANNER__THRESHOLD": ".nan"}, "invalid setting scanner.threshold: Input should be a finite number"),
         ({"V4_MONITOR__ALERT_INTERVAL_S": ".inf"}, "invalid setting monitor.alert_interval_s: Input should be a finite"),
         ({"V4_MONITOR__RATE_LIMIT_PER_SECOND": "-1"}, "invalid setting monitor.rate_limit_per_second"),
+        ({"V4_MONITOR__SQLITE_TIMEOUT_S": "0"}, "invalid setting monitor.sqlite_timeout_s"),
+        ({"V4_MONITOR__SQLITE_TIMEOUT_S": "7200"}, "invalid setting monitor.sqlite_timeout_s"),
         ({"V4_MONITOR__DB_URL": ""}, "invalid setting monitor.db_url: use sqlite:///FILE"),
         ({"V4_MONITOR__DB_URL": "sqlite:///:memory:"}, "in-memory is refused"),
         ({"V4_MONITOR__DB_URL": "sqlite://relative.db"}, "invalid setting monitor.db_url"),

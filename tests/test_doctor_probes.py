@@ -6,7 +6,6 @@ import http.server
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -290,7 +289,7 @@ def _store_writes(url: str) -> bool:
         return False
     try:
         store.save_models([ModelRecord("v1", "candidate", "0" * 64, 1, None, None, 0.0, None)])
-    except sqlite3.Error:
+    except StoreError:  # the store's word for a file it cannot use (a sqlite3 error here would be a bug)
         return False
     finally:
         store.close()

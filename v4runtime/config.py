@@ -113,6 +113,8 @@ class MonitorSettings(_Section):
     public_url: str | None = None
     # NORMAL (WAL): a committed event survives a killed process; FULL: also a power cut (an fsync per commit).
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    # How long a SQLite statement waits for a lock another connection holds before the request gets a 503.
+    sqlite_timeout_s: float = Field(default=30.0, gt=0, le=3600)
 
     @field_validator("read_tokens", "write_tokens", mode="before")
     @classmethod

@@ -40,8 +40,9 @@ class Server:
 
 
 def start_server(workdir: Path, db_url: str, *, env: dict[str, str] | None = None, config: str | None = None,
-                 timeout: float = 20.0) -> Server:
-    """Start a server on a free port and wait until /health/ready answers 200."""
+                 timeout: float = 20.0, wait_for: str = "/health/ready") -> Server:
+    """Start a server on a free port and wait until ``wait_for`` answers 200 (``/health/live`` for a
+    server that cannot be ready, e.g. on a store it cannot write)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port_file = workdir / f"port-{uuid.uuid4().hex[:6]}"
     cmd = [sys.executable, "-m", "v4runtime", "monitor", "serve", "--db", db_url, "--port", "0",
@@ -59,13 +60,13 @@ def start_server(workdir: Path, db_url: str, *, env: dict[str, str] | None = Non
         if port_file.exists():
             url = f"http://127.0.0.1:{port_file.read_text().strip()}"
             try:
-                if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                if httpx.get(f"{url}{wait_for}", timeout=1).status_code == 200:
                     return Server(proc, url, db_url, workdir)
             except httpx.HTTPError:
                 pass
         time.sleep(0.05)
     proc.kill()
-    raise RuntimeError("server did not become ready")
+    raise RuntimeError(f"server did not answer 200 on {wait_for}")
 
 
 @pytest.fixture
@@ -134,3 +135,34 @@ def fuzz_base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     })
     yield server.url
     server.stop()
+
+
+
+class Unwritable:
+    """Makes files unwritable for real, even for root: ``chattr +i`` as root, else ``chmod a-w``."""
+
+    def __init__(self) -> None:
+        self.locked: list[Path] = []
+
+    def lock(self, path: Path) -> None:
+        if os.geteuid() != 0:
+            path.chmod(path.stat().st_mode & ~0o222)
+        elif subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+            pytest.skip("root, and chattr +i does not work here (no chattr, or a filesystem without it)")
+        self.locked.append(path)
+
+    def unlock(self, path: Path) -> None:
+        self.locked.remove(path)
+        if os.geteuid() != 0:
+            path.chmod(path.stat().st_mode | 0o200)
+        else:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.fixture
+def unwritable() -> Iterator[Unwritable]:
+    """Lock files for one test; whatever is still locked is unlocked afterwards (pytest can then delete it)."""
+    files = Unwritable()
+    yield files
+    for path in reversed(files.locked):
+        files.unlock(path)

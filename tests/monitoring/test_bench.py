@@ -275,3 +275,137 @@ def test_bench_whose_every_request_drops_stops_with_a_typed_error(
     err = _error_line(capsys)
     assert all(w in err for w in ("sqlite", "phase 'GET /health/live'", "every request failed at the transport "
                                   "level", "connection closed")), err
+
+
+# Chunked answers (Transfer-Encoding: chunked) -----------------------------------------------------
+def _chunked(*chunks: bytes, trailers: bytes = b"") -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n" + trailers + b"\r\n"
+
+
+_CHUNKED_HEAD = b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+#: Answers by path: a head and a body, sent as they are.
+CHUNKED_ANSWERS: dict[bytes, bytes] = {
+    # Upper-case hex, an extension with and without a value, whitespace before it, and trailer fields.
+    b"/chunked": _CHUNKED_HEAD % b"200 OK" + b"5;name=value\r\nhello\r\nA ;flag\r\n, chunked \r\n"
+                 + b"5\r\nworld\r\n0\r\nX-Checksum: 1\r\nX-Other: 2\r\n\r\n",
+    b"/chunked-many": _CHUNKED_HEAD % b"200 OK" + _chunked(*[b"%03d," % i for i in range(300)]),
+    # Transfer-Encoding wins over a Content-Length (which a proxy may have left).
+    b"/chunked-and-length": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            + _chunked(b"abc", b"def"),
+    b"/busy-chunked": _CHUNKED_HEAD % b"503 Service Unavailable" + _chunked(BUSY[:10], BUSY[10:]),
+    # Malformed, each a "bad response".
+    b"/bad-hex": _CHUNKED_HEAD % b"200 OK" + b"zz\r\nhello\r\n0\r\n\r\n",
+    b"/prefixed-hex": _CHUNKED_HEAD % b"200 OK" + b"0x5\r\nhello\r\n0\r\n\r\n",
+    b"/signed-hex": _CHUNKED_HEAD % b"200 OK" + b"+5\r\nhello\r\n0\r\n\r\n",
+    b"/empty-size": _CHUNKED_HEAD % b"200 OK" + b"\r\nhello\r\n0\r\n\r\n",
+    b"/no-crlf-after-data": _CHUNKED_HEAD % b"200 OK" + b"5\r\nhelloXX0\r\n\r\n",
+    # Declares more than the client reads: refused at the size line, not read for 10 s.
+    b"/huge-chunk": _CHUNKED_HEAD % b"200 OK" + b"7fffffffffffffff\r\n",
+    b"/huge-length": b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
+    b"/negative-length": b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nhello",
+    b"/gzip-only": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhello",
+    b"/trailer-flood": _CHUNKED_HEAD % b"200 OK" + b"0\r\n" + (b"X-Pad: " + b"p" * 1000 + b"\r\n") * 81 + b"\r\n",
+    # Ends early: the server closes within the body.
+    b"/cut-chunked": _CHUNKED_HEAD % b"200 OK" + b"a\r\nhello",
+    # Stops sending after the first chunk: a timeout of the request's budget, not a hang.
+    b"/stalled-chunked": _CHUNKED_HEAD % b"200 OK" + b"5\r\nhello\r\n",
+}
+MALFORMED = ["/bad-hex", "/prefixed-hex", "/signed-hex", "/empty-size", "/no-crlf-after-data", "/huge-chunk",
+             "/huge-length", "/negative-length", "/gzip-only", "/trailer-flood"]
+
+
+class _ChunkedServer:
+    """A keep-alive HTTP/1.1 server on 127.0.0.1 that answers each path with ``CHUNKED_ANSWERS``."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self._handlers: set[asyncio.Task[Any]] = set()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._handlers.add(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            while True:
+                path = (await reader.readuntil(b"\r\n\r\n")).split(b" ")[1]
+                writer.write(CHUNKED_ANSWERS[path])
+                await writer.drain()
+                if path == b"/cut-chunked":
+                    return
+                if path == b"/stalled-chunked":
+                    await reader.read()  # until the client gives up on it
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def run(self, client: Any) -> Any:
+        server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        try:
+            return await client(server.sockets[0].getsockname()[1])
+        finally:
+            server.close()
+            # The client closed its connections: let the handlers see that, rather than be cancelled by
+            # asyncio.run's shutdown (which logs each one as an error).
+            if self._handlers:
+                await asyncio.wait(self._handlers, timeout=2)
+
+
+def test_chunked_answers_are_read_whole_on_a_kept_connection() -> None:
+    """Only Content-Length was read: a chunked body came back empty and its bytes spoiled the next answer."""
+    served = _ChunkedServer()
+
+    async def client(port: int) -> list[tuple[int, bytes] | str]:
+        conn = _Conn(port, timeout=5)
+        answers = [await conn.request(_raw("GET", path)) for path in
+                   ("/chunked", "/chunked-many", "/chunked-and-length", "/busy-chunked", "/chunked")]
+        conn.close()
+        return answers
+
+    answers = asyncio.run(served.run(client))
+    assert answers == [
+        (200, b"hello, chunked world"),
+        (200, b"".join(b"%03d," % i for i in range(300))),
+        (200, b"abcdef"),
+        (503, BUSY),
+        (200, b"hello, chunked world"),
+    ]
+    assert served.connections == 1  # every answer ended where the next one began
+
+    # In a phase: every request succeeds, and a chunked error envelope is counted by its code.
+    cycle = itertools.cycle([_raw("GET", "/chunked"), _raw("GET", "/busy-chunked")])
+    summary = asyncio.run(_ChunkedServer().run(lambda port: _closed_loop(
+        port, "chunked", lambda: next(cycle), concurrency=1, duration=0.3, expect=200, timeout=5))).summary()
+    assert summary["requests"] >= 2 and summary["error_kinds"] == {"503 overloaded": summary["errors"]}
+    assert abs(summary["requests"] - summary["errors"]) <= 1
+
+
+@pytest.mark.parametrize("path", MALFORMED)
+def test_a_malformed_chunked_or_sized_answer_is_a_bad_response_at_once(path: str) -> None:
+    async def client(port: int) -> tuple[tuple[int, bytes] | str, float, tuple[int, bytes] | str]:
+        conn = _Conn(port, timeout=5)
+        t0 = time.monotonic()
+        bad = await conn.request(_raw("GET", path))
+        elapsed = time.monotonic() - t0
+        after = await conn.request(_raw("GET", "/chunked"))  # on a new connection: the spoiled one was dropped
+        conn.close()
+        return bad, elapsed, after
+
+    served = _ChunkedServer()
+    bad, elapsed, after = asyncio.run(served.run(client))
+    assert bad == "bad response"
+    assert elapsed < 2, "read on until the request's timeout"
+    assert after == (200, b"hello, chunked world") and served.connections == 2
+
+
+def test_a_chunked_answer_cut_or_stalled_fails_by_its_kind_within_the_budget() -> None:
+    async def client(port: int) -> tuple[tuple[int, bytes] | str, tuple[int, bytes] | str, float]:
+        conn = _Conn(port, timeout=0.3)
+        cut = await conn.request(_raw("GET", "/cut-chunked"))
+        t0 = time.monotonic()
+        stalled = await conn.request(_raw("GET", "/stalled-chunked"))
+        return cut, stalled, time.monotonic() - t0
+
+    cut, stalled, elapsed = asyncio.run(_ChunkedServer().run(client))
+    assert cut == "connection closed"
+    assert stalled == "timeout" and elapsed < 2

@@ -7,6 +7,7 @@ import contextlib
 import http.server
 import json
 import socket
+import sqlite3
 import threading
 import time
 import uuid
@@ -19,13 +20,14 @@ from typing import Any
 import httpx
 import pytest
 
+from v4runtime import doctor
 from v4runtime.client import MonitoringClient
 from v4runtime.errors import MonitoringError
 from v4runtime.monitoring.ingest import BatchWriter
 from v4runtime.monitoring.schemas import InferenceEvent
 from v4runtime.monitoring.store import open_store
 
-from .conftest import PG_BASE
+from .conftest import PG_BASE, Unwritable
 
 EVENT = {"model_version": "v4-hostile", "latency_ms": 3.0, "probability": 0.1, "prediction": "clean"}
 SHA = "b" * 64
@@ -218,6 +220,89 @@ def test_deleted_sqlite_file_is_refused_not_acknowledged(server_factory, tmp_pat
     assert httpx.get(f"{url}/health/ready").status_code == 503
     register = httpx.post(f"{url}/v1/models/versions", json={"version": "v1", "sha256": SHA, "size_bytes": 1})
     assert_envelope(register, 503, "store_unavailable")
+
+
+def test_sqlite_file_that_cannot_be_written_is_a_503_naming_it_then_recovers(
+    server_factory, tmp_path: Path, unwritable: Unwritable
+) -> None:
+    db = tmp_path / "ro.db"
+    open_store(f"sqlite:///{db}").close()  # tables made; the server's connections will all be read-only
+    unwritable.lock(db)
+    url = server_factory(f"sqlite:///{db}", wait_for="/health/live").url  # it cannot be ready
+    why = f"SQLite store {db}: attempt to write a readonly database"
+    error = assert_envelope(httpx.post(f"{url}/v1/metrics/log", json=EVENT), 503, "store_unavailable")
+    assert error["message"] == f"events not stored: {why}"
+    register = httpx.post(f"{url}/v1/models/versions", json={"version": "v1", "sha256": SHA, "size_bytes": 1})
+    assert assert_envelope(register, 503, "store_unavailable")["message"] == f"store unavailable: {why}"
+    assert httpx.get(f"{url}/v1/metrics/stats").status_code == 200  # reads still work
+    assert httpx.get(f"{url}/health/ready").json() == {
+        "status": "not_ready", "detail": f"store: SQLite store {db}: ro.db is not writable"}
+    # Writable again: accepted without a restart (no read-only connection stays in the pool).
+    unwritable.unlock(db)
+    assert httpx.get(f"{url}/health/ready").status_code == 200
+    assert httpx.post(f"{url}/v1/metrics/log", json=EVENT).status_code == 202
+    assert httpx.post(f"{url}/v1/models/versions", json={"version": "v1", "sha256": SHA, "size_bytes": 1}
+                      ).status_code == 201
+
+
+def _probe(url: str, path: str) -> tuple[int, dict[str, Any], float]:
+    """Status, JSON body and seconds of one GET."""
+    start = time.monotonic()
+    response = httpx.get(f"{url}{path}", timeout=30)
+    return response.status_code, response.json(), time.monotonic() - start
+
+
+def test_readiness_is_503_while_the_sqlite_files_cannot_be_written_then_200_again(
+    server_factory, tmp_path: Path, unwritable: Unwritable
+) -> None:
+    # The probe only read: a server whose file was made read-only said "ready" while new connections could
+    # not write (and the WAL, which its old connections still wrote to, could not be checkpointed).
+    db = tmp_path / "ready.db"
+    url = server_factory(f"sqlite:///{db}").url
+    assert httpx.post(f"{url}/v1/metrics/log", json=EVENT).status_code == 202
+    for path in (db, db.with_name("ready.db-wal")):
+        unwritable.lock(path)
+        status, body, _ = _probe(url, "/health/ready")
+        assert (status, body) == (503, {"status": "not_ready",
+                                        "detail": f"store: SQLite store {db}: {path.name} is not writable"})
+        status, health, _ = _probe(url, "/health")
+        assert status == 503 and health["dependencies"]["store"] == {
+            "ok": False, "detail": f"sqlite: SQLite store {db}: {path.name} is not writable", "latency_ms": None}
+        doctor_check = doctor.monitor_api_status(url)  # the doctor reads /health: it sees it too
+        assert (doctor_check.status, doctor_check.detail) == ("unhealthy", f"{url}/health answered 503 (failing: store)")
+        assert _probe(url, "/health/live")[:2] == (200, {"status": "alive", "detail": None})  # unchanged
+        unwritable.unlock(path)
+        assert _probe(url, "/health/ready")[:2] == (200, {"status": "ready", "detail": None})
+    # A read-only folder alone is no outage: the WAL files exist, and the server writes nothing else there.
+    unwritable.lock(tmp_path)
+    assert _probe(url, "/health/ready")[0] == 200
+    assert httpx.post(f"{url}/v1/metrics/log", json=EVENT).status_code == 202
+    unwritable.unlock(tmp_path)
+
+
+def test_readiness_gives_up_on_a_locked_sqlite_database_within_about_a_second(server_factory, tmp_path: Path) -> None:
+    # Another process holding the write lock would make every write wait out the 30 s lock timeout.
+    db = tmp_path / "locked.db"
+    url = server_factory(f"sqlite:///{db}").url
+    other = sqlite3.connect(db, isolation_level=None)
+    try:
+        other.execute("BEGIN EXCLUSIVE")  # WAL mode: the write lock; readers go on
+        deadline = time.monotonic() + 10
+        while True:
+            # A recent write check stands for up to a second; then the probe waits at most a second for the lock.
+            status, body, seconds = _probe(url, "/health/ready")
+            assert seconds < 3, seconds
+            if status == 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert (status, body) == (503, {"status": "not_ready",
+                                        "detail": f"store: SQLite store {db}: database is locked"})
+        assert _probe(url, "/health/live")[0] == 200
+        assert httpx.get(f"{url}/v1/metrics/stats").status_code == 200  # reads are not blocked
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert _probe(url, "/health/ready")[:2] == (200, {"status": "ready", "detail": None})
 
 
 def test_a_failed_statement_does_not_poison_the_pooled_connection(store_url: str) -> None:

@@ -31,3 +31,12 @@ def test_retention_follows_the_settings(tmp_path: Path) -> None:
         assert kept == 20  # the month-old minute row is still there for long-window stats
     finally:
         asyncio.run(runtime.stop())
+
+
+def test_sqlite_lock_timeout_follows_the_settings(tmp_path: Path) -> None:
+    runtime = Runtime.start(MonitorSettings(db_url=f"sqlite:///{tmp_path}/t.db", sqlite_timeout_s=2.5))
+    try:
+        with runtime.store._pool.connection() as conn:
+            assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 2500
+    finally:
+        asyncio.run(runtime.stop())

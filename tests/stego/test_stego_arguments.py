@@ -13,9 +13,10 @@ import pytest
 from PIL import Image
 
 from v4runtime import stego
-from v4runtime.errors import EmbedError
+from v4runtime.errors import EmbedError, ExtractError
 from v4runtime.stego import capacity, check_method, cover_samples, embed, extract
 from v4runtime.stego.exif_block import MAKE
+from v4runtime.stego.framing import unframe
 
 COVER = Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8))
 
@@ -55,7 +56,7 @@ WRONG: dict[str, tuple[tuple[object, ...], str]] = {
     "terminator": (_FLAG, "a bool"),
     "lossless": (_FLAG, "a bool"),
     "quality": (("90", 1.5, True, None), "an int 0 to 100"),
-    "length": ((1.5, True, "2", b"2"), "an int or None"),
+    "length": ((1.5, True, "2", b"2", -1, np.int64(-3)), "an int >= 0 or None"),
     "thumbnail": (("x", 1, [THUMB]), "bytes, bytearray, memoryview or None"),
     "exif_tags": (([(MAKE, "Canon")], "Make=Canon", 1), "a mapping of tag numbers to values, or None"),
 }
@@ -164,6 +165,22 @@ def test_layout_tags_in_exif_tags_are_refused(tag: int, name: str, value: object
         embed(COVER, b"x", "exif", "JPEG", exif_tags={MAKE: "Canon", tag: value}, thumbnail=THUMB)
     assert str(info.value).startswith(f"exif_tags[{tag:#06x}] ({name}) cannot be given: it holds an offset or size")
     assert info.value.reason == "bad_argument"
+
+
+@pytest.mark.parametrize("method", ["alpha", "palette", "lsb.rgb", "exif", "raw"])
+@pytest.mark.parametrize("length", [-1, -(2**70), np.int64(-1)])
+def test_negative_length_is_an_argument_error_not_a_short_carrier(method: str, length: int) -> None:
+    """extract(length=-1) was ExtractError 'short' ("fewer than the -1 asked"), blaming a good image."""
+    fmt = "PNG" if method in ("alpha", "lsb.rgb", "raw") else "GIF" if method == "palette" else "JPEG"
+    data = embed(COVER.convert("RGBA") if method == "alpha" else COVER, b"hi", method, fmt)
+    with pytest.raises(EmbedError) as info:
+        extract(data, method, length=length)
+    assert not isinstance(info.value, ExtractError)
+    assert str(info.value) == f"length must be an int >= 0 or None, not {type(length).__name__} {int(length)}"
+    assert info.value.reason == "bad_argument"
+    with pytest.raises(EmbedError, match="^length must be an int >= 0 or None, not int -1$"):
+        unframe(b"AI42hi\x00", length=-1)  # the framing helper refuses it too, instead of slicing data[:-1]
+    assert extract(data, method, length=2) == b"hi"
 
 
 def test_types_are_checked_before_any_work() -> None:

@@ -72,6 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # A lean HTTP/1.1 client: httpx would cost more CPU than the server on a 2-core machine. --------------
 #: Seconds one request may take, connecting included: a hung server fails requests, not the whole run.
 REQUEST_TIMEOUT_S = 10.0
+#: Largest answer body read, whether sized by Content-Length or chunked: a bigger one is a "bad response",
+#: not memory the load generator fills without end.
+MAX_ANSWER_BYTES = 16 << 20
+#: Most bytes of trailer fields after a chunked body.
+MAX_TRAILER_BYTES = 64 << 10
 #: What a request meets when the connection, not the server's answer, fails.
 _TRANSPORT_ERRORS = (OSError, EOFError, asyncio.LimitOverrunError, ValueError)
 
@@ -128,7 +133,10 @@ class _Conn:
                 connecting = False
                 writer.write(raw)
                 status, length, keep_alive = _parse_head(await reader.readuntil(b"\r\n\r\n"))
-                body = await reader.readexactly(length) if length else b""
+                if length is None:
+                    body = await _read_chunked(reader)
+                else:
+                    body = await reader.readexactly(length) if length else b""
         except _TRANSPORT_ERRORS as exc:
             # The stream's state is unknown (a late answer could still arrive): never reuse it.
             self.close()
@@ -143,19 +151,69 @@ class _Conn:
         self.reader = self.writer = None
 
 
-def _parse_head(head: bytes) -> tuple[int, int, bool]:
-    """Status, Content-Length and keep-alive of an answer's head; ValueError when it is not HTTP."""
+def _parse_head(head: bytes) -> tuple[int, int | None, bool]:
+    """Status, body length (None: chunked) and keep-alive of an answer's head; ValueError when it is not HTTP.
+
+    ``Transfer-Encoding: chunked`` wins over a ``Content-Length`` (RFC 9112, 6.3). Another transfer coding
+    last would leave the body delimited by the connection's close, which a keep-alive client cannot read.
+    """
     if not head.startswith(b"HTTP/1."):
         raise ValueError(f"not an HTTP/1.x answer: {head[:20]!r}")
     status, length, keep_alive = int(head[9:12]), 0, True
+    codings: list[bytes] = []
     for line in head.split(b"\r\n"):
         name, _, value = line.partition(b":")
         name = name.strip().lower()
         if name == b"content-length":
+            if not value.strip().isdigit():
+                raise ValueError(f"bad Content-Length {value.strip()[:20]!r}")
             length = int(value)
+        elif name == b"transfer-encoding":
+            codings += [c.strip().lower() for c in value.split(b",") if c.strip()]
         elif name == b"connection":
             keep_alive = value.strip().lower() != b"close"
+    if codings:
+        if codings[-1] != b"chunked":
+            raise ValueError(f"unsupported Transfer-Encoding {b', '.join(codings)[:40]!r}")
+        return status, None, keep_alive
+    if length > MAX_ANSWER_BYTES:
+        raise ValueError(f"answer of {length:,} bytes, over the {MAX_ANSWER_BYTES:,} read")
     return status, length, keep_alive
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    """A chunked body (RFC 9112, 7.1): hex size lines with optional extensions, a last ``0`` chunk, trailers.
+
+    Raises:
+        ValueError: a malformed size line or chunk end, or a body or trailers over their limits.
+        asyncio.IncompleteReadError: the connection closed within the body.
+        asyncio.LimitOverrunError: a line longer than the reader's limit (64 KiB).
+    """
+    body = bytearray()
+    while True:
+        line = await reader.readuntil(b"\r\n")
+        # Extensions (";name=value") are allowed and ignored; whitespace before them too.
+        size_hex = line[:-2].split(b";", 1)[0].rstrip(b" \t")
+        # Strict digits: int(x, 16) would also take "0x1f", "+1f", "1_f" and surrounding spaces.
+        if not size_hex or len(size_hex) > 16 or not _HEX.issuperset(size_hex):
+            raise ValueError(f"bad chunk size line {line[:20]!r}")
+        size = int(size_hex, 16)
+        if size == 0:
+            break
+        if len(body) + size > MAX_ANSWER_BYTES:
+            raise ValueError(f"chunked answer over the {MAX_ANSWER_BYTES:,} bytes read")
+        body += await reader.readexactly(size)
+        if await reader.readexactly(2) != b"\r\n":
+            raise ValueError("chunk data not followed by CRLF")
+    trailers = 0
+    while (line := await reader.readuntil(b"\r\n")) != b"\r\n":  # trailer fields, up to the empty line
+        trailers += len(line)
+        if trailers > MAX_TRAILER_BYTES:
+            raise ValueError(f"trailers over {MAX_TRAILER_BYTES:,} bytes")
+    return bytes(body)
 
 
 def _failure(answer: tuple[int, bytes] | str, expect: int) -> str | None:

@@ -40,6 +40,7 @@ from v4runtime.monitoring.schemas import (
     Window,
 )
 from v4runtime.monitoring.store import AlertRecord
+from v4runtime.monitoring.store.base import one_line
 
 MAX_POINTS = 1440
 _bearer = HTTPBearer(auto_error=False, description="A read token (GET) or a write token (POST, and GET).")
@@ -129,10 +130,11 @@ async def health(request: Request) -> Response:
     """Service health: version, uptime, request counters and dependency checks (200, or 503 when degraded)."""
     rt = runtime(request)
     try:
-        ping_ms = await run_in_threadpool(rt.store.ping)
-        store = DependencyCheck(ok=True, detail=rt.store.backend, latency_ms=round(ping_ms, 3))
+        # The readiness check: a store that refuses writes is not healthy either (the doctor reads this).
+        check_ms = await run_in_threadpool(rt.store.check_writable)
+        store = DependencyCheck(ok=True, detail=rt.store.backend, latency_ms=round(check_ms, 3))
     except Exception as exc:  # noqa: BLE001 - a failed check is a result, not an error
-        store = DependencyCheck(ok=False, detail=f"{rt.store.backend}: {exc}")
+        store = DependencyCheck(ok=False, detail=f"{rt.store.backend}: {one_line(exc)}")
     writer_ok = rt.writer.alive and rt.writer.last_error is None
     writer = DependencyCheck(ok=writer_ok, detail=rt.writer.last_error or ("running" if rt.writer.alive else "stopped"))
     deps = {"store": store, "writer": writer}
@@ -157,13 +159,17 @@ async def live() -> Probe:
 
 @probes.get("/health/ready", response_model=Probe, responses={503: {"model": Probe, "description": "Not ready"}})
 async def ready(request: Request, response: Response) -> Probe:
-    """Readiness: the store answers and the writer runs (503 otherwise)."""
+    """Readiness: the store would take a write now (checked without writing, within about a second)
+    and the batch writer runs; 503 naming the cause otherwise."""
     rt = runtime(request)
     try:
-        await run_in_threadpool(rt.store.ping)
+        # A read alone said ready while a read-only file made every write fail. Bounded by PROBE_TIMEOUT_S,
+        # whatever the store's lock timeout. (The docstring is the OpenAPI description: changing it means
+        # regenerating docs/generated/monitoring/openapi.json.)
+        await run_in_threadpool(rt.store.check_writable)
     except Exception as exc:  # noqa: BLE001
         response.status_code = 503
-        return Probe(status="not_ready", detail=f"store: {exc}")
+        return Probe(status="not_ready", detail=f"store: {one_line(exc)}")
     if not rt.writer.alive:
         response.status_code = 503
         return Probe(status="not_ready", detail="batch writer stopped")

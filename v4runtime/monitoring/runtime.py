@@ -41,7 +41,9 @@ class Runtime:
     @classmethod
     def start(cls, settings: MonitorSettings, *, store: Store | None = None, rules: list[Rule] | None = None) -> Runtime:
         """Open the store and start the writer, alert and webhook threads."""
-        store = store if store is not None else open_store(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
+        if store is None:
+            store = open_store(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous,
+                               sqlite_timeout_s=settings.sqlite_timeout_s)
         if rules is None:
             rules = load_rules(settings.alert_rules) if settings.alert_rules else default_rules()
         metrics = Metrics()

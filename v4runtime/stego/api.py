@@ -160,12 +160,13 @@ def extract(
         method: The method used to embed.
         bit_order: The bit order used to embed (bit-plane methods).
         marker: The frame starts with ``AI42``.
-        length: Payload length, for binary payloads that may contain NUL; without it the payload
-            ends at the NUL terminator.
+        length: Payload length (an int >= 0), for binary payloads that may contain NUL; without it
+            the payload ends at the NUL terminator.
 
     Raises:
-        ExtractError: No carrier, no marker, no terminator.
-        EmbedError: Unknown method or bit order, or an argument of the wrong type.
+        ExtractError: No carrier, no marker, no terminator, or fewer bytes than ``length``.
+        EmbedError: Unknown method or bit order, an argument of the wrong type, or a negative
+            ``length`` (the message names the argument, what it needs and what was given).
         ImageError: ``image`` is a path that cannot be read.
     """
     check_arguments(image=image, method=method, bit_order=bit_order, marker=marker, length=length)

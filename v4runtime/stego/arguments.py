@@ -5,7 +5,7 @@ needs and what it got, instead of whatever Python error the wrong value would hi
 (``AttributeError`` on ``fmt=None``, ``TypeError`` on ``length=1.5``). Its ``reason`` is the one
 bad values of that argument already had (``bad_cover``, ``bad_payload``, ``bad_method``,
 ``bad_format``, ``bad_bit_order``); ``bad_argument`` for the options. Options with a range
-(``quality``, EXIF tag numbers and values) are checked against it the same way, and
+(``quality``, ``length``, EXIF tag numbers and values) are checked against it the same way, and
 ``exif_tags`` may not set the tags the EXIF writer lays out itself.
 """
 
@@ -55,6 +55,11 @@ def _is_quality(value: object) -> bool:
     return _is_int(value) and _MIN_QUALITY <= value <= _MAX_QUALITY
 
 
+def _is_length(value: object) -> bool:
+    # A negative length used to reach unframe and fail as a "short" carrier, blaming the image.
+    return _is_int(value) and value >= 0
+
+
 def _or_none(accepts: Callable[[object], bool]) -> Callable[[object], bool]:
     return lambda value: value is None or accepts(value)
 
@@ -75,7 +80,7 @@ _RULES: dict[str, tuple[Callable[[object], bool], str]] = {
     "terminator": (_is_bool, "a bool"),
     "lossless": (_is_bool, "a bool"),
     "quality": (_is_quality, f"an int {_MIN_QUALITY} to {_MAX_QUALITY}"),
-    "length": (_or_none(_is_int), "an int or None"),
+    "length": (_or_none(_is_length), "an int >= 0 or None"),
     "thumbnail": (_or_none(_of(*_BYTES_LIKE)), "bytes, bytearray, memoryview or None"),
     "exif_tags": (_or_none(_of(Mapping)), "a mapping of tag numbers to values, or None"),
 }

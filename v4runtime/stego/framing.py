@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from v4runtime.errors import EmbedError, ExtractError
+from v4runtime.stego.arguments import check_arguments
 
 MARKER = b"AI42"
 TERMINATOR = b"\x00"
@@ -55,13 +56,15 @@ def unframe(data: bytes, *, marker: bool = True, length: int | None = None) -> b
 
     Raises:
         ExtractError: Marker missing, no terminator, or fewer bytes than ``length``.
+        EmbedError: ``length`` is not None nor an int >= 0 (``reason`` ``bad_argument``).
     """
+    check_arguments(length=length)
     if marker:
         if not data.startswith(MARKER):
             raise ExtractError("no AI42 marker at the start of the carrier", reason="no_marker")
         data = data[len(MARKER) :]
     if length is not None:
-        if length < 0 or len(data) < length:
+        if len(data) < length:
             raise ExtractError(f"carrier holds {len(data)} bytes, fewer than the {length} asked", reason="short")
         return data[:length]
     end = data.find(TERMINATOR)

@@ -4,6 +4,11 @@ Write path: :meth:`Store.write_events` stores a batch of events *and* adds them 
 aggregates in one transaction, so a committed batch is durable and counted exactly once (the event's
 ``request_id`` is the idempotency key). SQL is written with ``?`` placeholders; the PostgreSQL backend
 rewrites them to ``%s``.
+
+Errors: every public method raises :class:`~v4runtime.errors.StoreError` (chained to the driver's error)
+when the database cannot be reached or used (read-only, I/O error, locked past the timeout, connection
+lost), naming the store but never a password. A driver error that means a bug (SQL syntax, a constraint)
+is raised as it is.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import queue
 import threading
 import time
@@ -36,6 +42,12 @@ ALERT_COLUMNS: tuple[str, ...] = (
 MODEL_COLUMNS: tuple[str, ...] = (
     "version", "role", "sha256", "size_bytes", "fpr", "tpr", "registered_at", "deployed_at",
 )
+#: Default bound of :meth:`Store.check_writable`, in seconds: readiness may be polled every second, and a
+#: locked database must not hold it for the store's whole lock timeout.
+PROBE_TIMEOUT_S = 1.0
+#: A commit (or a write check) this recent proves the store takes writes, so a check need not take the
+#: write lock again: under load it would queue behind the writer's group commits, for nothing.
+PROOF_FRESH_S = 1.0
 
 
 @dataclass
@@ -90,6 +102,14 @@ class ModelRecord:
     deployed_at: float | None
 
 
+def one_line(exc: BaseException) -> str:
+    """The first non-blank line of an error's message (libpq's run over several), or its class name.
+
+    One line, because the API puts it after ``store unavailable:`` in a 503 and the CLI prints it as is.
+    """
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
 def event_row(event: InferenceEvent, received: float) -> tuple[Any, ...]:
     """An event as a row in EVENT_COLUMNS order."""
     assert event.timestamp is not None
@@ -101,18 +121,42 @@ def event_row(event: InferenceEvent, received: float) -> tuple[Any, ...]:
 
 
 class ConnectionPool:
-    """A small fixed pool of DB-API connections handed out one thread at a time."""
+    """A small fixed pool of DB-API connections handed out one thread at a time.
 
-    def __init__(self, factory: Callable[[], Any], size: int) -> None:
+    ``discard`` tells which errors leave a connection unfit for reuse even when it can still roll back;
+    ``stale`` which idle connections to replace before handing them out (e.g. a SQLite connection that
+    was opened read-only while its file could not be written, once the file can be written again).
+    ``label`` names the store in errors; ``wait_s`` is how long a borrower waits for a free connection.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[], Any],
+        size: int,
+        *,
+        label: str = "store",
+        wait_s: float = 30.0,
+        discard: Callable[[BaseException], bool] | None = None,
+        stale: Callable[[Any], bool] | None = None,
+    ) -> None:
         self._factory = factory
+        self.label = label
+        self.wait_s = wait_s
+        self._discard = discard
+        self._stale = stale
         self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
         self._all: list[Any] = []
         self._size = size
         self._lock = threading.Lock()
 
     @contextmanager
-    def connection(self) -> Iterator[Any]:
-        """Borrow a connection; a new one is opened while the pool is below its size."""
+    def connection(self, wait_s: float | None = None) -> Iterator[Any]:
+        """Borrow a connection; a new one is opened while the pool is below its size.
+
+        Raises:
+            StoreError: every connection stayed busy for ``wait_s`` (default: the pool's ``wait_s``).
+        """
+        wait_s = self.wait_s if wait_s is None else wait_s
         try:
             conn = self._idle.get_nowait()
         except queue.Empty:
@@ -123,22 +167,32 @@ class ConnectionPool:
                     self._all.append(conn)
             if not grow:
                 try:
-                    conn = self._idle.get(timeout=30)
+                    conn = self._idle.get(timeout=wait_s)
                 except queue.Empty:
-                    raise StoreError("no database connection free after 30 s") from None
+                    raise StoreError(f"{self.label}: no database connection free after {wait_s:g} s") from None
+        if self._stale is not None and self._stale(conn):
+            self._drop(conn)
+            with self._lock:
+                conn = self._factory()
+                self._all.append(conn)
         try:
             yield conn
-        except BaseException:
-            if not self._reusable(conn):
-                # A dead server connection (e.g. PostgreSQL restarted): replace it, do not pool it.
-                with self._lock:
-                    self._all.remove(conn)
-                    with contextlib.suppress(Exception):
-                        conn.close()
+        except BaseException as exc:
+            if (self._discard is not None and self._discard(exc)) or not self._reusable(conn):
+                # A dead server connection (e.g. PostgreSQL restarted), or one the backend says is unfit:
+                # replace it, do not pool it.
+                self._drop(conn)
                 raise
             self._idle.put(conn)
             raise
         self._idle.put(conn)
+
+    def _drop(self, conn: Any) -> None:
+        """Close a borrowed connection and forget it (the pool may open another in its place)."""
+        with self._lock:
+            self._all.remove(conn)
+        with contextlib.suppress(Exception):
+            conn.close()
 
     @staticmethod
     def _reusable(conn: Any) -> bool:
@@ -175,9 +229,13 @@ class Store(ABC):
 
     def __init__(self) -> None:
         self._pool: ConnectionPool
+        #: How error messages name this store (a path, or a DSN without its password).
+        self.label = self.backend
         #: Bumped by every write to alerts or models, so readers can cache what they built from them.
         self.generation = 0
         self._generations = itertools.count(1)
+        #: time.monotonic() of the last commit of events or passed write check (see PROOF_FRESH_S).
+        self._writable_at = -math.inf
 
     def _bump(self) -> None:
         # next() on a count is atomic under the GIL, unlike `+= 1` from several threads.
@@ -200,8 +258,37 @@ class Store(ABC):
     def _greatest(self) -> str:
         """Name of the two-argument maximum function."""
 
+    def _unavailable(self, exc: BaseException) -> bool:
+        """True when ``exc`` (a driver error) means the database cannot be reached or used, not a bug."""
+        return False
+
     def _sql(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Turn the driver's connection and I/O errors into :class:`StoreError`; let the others through."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except Exception as exc:
+            if not self._unavailable(exc):
+                raise
+            raise StoreError(f"{self.label}: {one_line(exc)}") from exc
+
+    @contextmanager
+    def _connection(self, wait_s: float | None = None) -> Iterator[Any]:
+        """A pooled connection, with driver failures (opening it included) raised as :class:`StoreError`."""
+        with self._translated(), self._pool.connection(wait_s) as conn:
+            yield conn
+
+    @staticmethod
+    def _rollback(conn: Any) -> None:
+        # Best effort: on a dead connection the rollback fails too, and its error would hide the first one.
+        # The pool then sees a connection that cannot roll back and drops it.
+        with contextlib.suppress(Exception):
+            conn.rollback()
 
     # Writes ---------------------------------------------------------------------------------
     def write_events(self, events: Sequence[InferenceEvent], received: float | None = None) -> WriteResult:
@@ -216,7 +303,7 @@ class Store(ABC):
             assert event.request_id is not None
             unique.setdefault(event.request_id, event)
         rows = [event_row(e, received) for e in unique.values()]
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             try:
                 self._begin(conn)
                 cur = conn.cursor()
@@ -226,8 +313,9 @@ class Store(ABC):
                 self._upsert_aggregates(cur, groups)
                 conn.commit()
             except BaseException:
-                conn.rollback()
+                self._rollback(conn)
                 raise
+        self._writable_at = time.monotonic()
         return WriteResult(inserted, groups)
 
     def _upsert_aggregates(self, cur: Any, groups: dict[tuple[int, str], MinuteAgg]) -> None:
@@ -253,7 +341,7 @@ class Store(ABC):
             params.append(model_version)
         # Plain rows in key order, merged here: a GROUP BY with 76 SUMs cost SQLite three times as much.
         sql = f"SELECT minute, {', '.join(AGG_VALUE_COLUMNS)} FROM agg_minute WHERE {where} ORDER BY minute"
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             cur = conn.cursor()
             cur.execute(self._sql(sql), params)
             rows = cur.fetchall()
@@ -274,7 +362,7 @@ class Store(ABC):
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are stored."""
         found: set[str] = set()
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             cur = conn.cursor()
             for i in range(0, len(ids), 500):
                 chunk = list(ids[i : i + 500])
@@ -292,9 +380,27 @@ class Store(ABC):
         self._scalar("SELECT 1")
         return (time.perf_counter() - t0) * 1000
 
+    def check_writable(self, timeout_s: float = PROBE_TIMEOUT_S) -> float:
+        """Check, without writing data, that the store would take a write now; returns the check's ms.
+
+        What readiness means: a store that answers reads but refuses writes (a read-only file, a standby
+        server) is not ready. The check waits at most about ``timeout_s`` for a connection or a lock, and
+        round-trips at least one query.
+
+        Raises:
+            StoreError: the store cannot be reached, or cannot be written, naming the store and why.
+        """
+        t0 = time.perf_counter()
+        self._check_writable(timeout_s)
+        return (time.perf_counter() - t0) * 1000
+
+    @abstractmethod
+    def _check_writable(self, timeout_s: float) -> None:
+        """Raise :class:`StoreError` unless a write would be accepted now (see :meth:`check_writable`)."""
+
     def prune(self, events_before: float, aggregates_before: float) -> tuple[int, int]:
         """Delete events and minute rows older than the given epoch times; returns the counts deleted."""
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             try:
                 self._begin(conn)
                 cur = conn.cursor()
@@ -304,7 +410,7 @@ class Store(ABC):
                 n_aggs = cur.rowcount
                 conn.commit()
             except BaseException:
-                conn.rollback()
+                self._rollback(conn)
                 raise
         return n_events, n_aggs
 
@@ -316,7 +422,7 @@ class Store(ABC):
         values[cols.index("labels")] = json.dumps(alert.labels, sort_keys=True)
         values[cols.index("annotations")] = json.dumps(alert.annotations, sort_keys=True)
         sql = f"INSERT INTO alerts ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) RETURNING id"
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             cur = conn.cursor()
             cur.execute(self._sql(sql), values)
             new_id = int(cur.fetchone()[0])
@@ -378,14 +484,14 @@ class Store(ABC):
             "size_bytes = excluded.size_bytes, fpr = excluded.fpr, tpr = excluded.tpr, "
             "deployed_at = excluded.deployed_at"
         )
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             try:
                 self._begin(conn)
                 cur = conn.cursor()
                 cur.executemany(self._sql(sql), [tuple(getattr(r, c) for c in MODEL_COLUMNS) for r in records])
                 conn.commit()
             except BaseException:
-                conn.rollback()
+                self._rollback(conn)
                 raise
         self._bump()
 
@@ -395,7 +501,7 @@ class Store(ABC):
         return rows[0][0] if rows else None
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             cur = conn.cursor()
             cur.execute(self._sql(sql), params)
             rows = cur.fetchall()
@@ -403,7 +509,7 @@ class Store(ABC):
         return rows
 
     def _execute(self, sql: str, params: Sequence[Any]) -> None:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             cur = conn.cursor()
             cur.execute(self._sql(sql), params)
             conn.commit()
