@@ -21,6 +21,8 @@ import numpy as np
 
 from v4runtime.errors import V4Error
 from v4runtime.model.data import BIT_PLANE_METHODS
+from v4runtime.operating_points import operating_points
+from v4runtime.operating_points import render as render_operating_points
 from v4runtime.streams.spec import METHODS
 
 #: Image file suffixes picked up from a plain folder.
@@ -567,6 +569,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     lines += ["**Targets**", ""]
     lines += render_targets(report["model"])
+    if report.get("operating_points"):
+        lines += render_operating_points(report["operating_points"], meta["threshold"], report["model"])
     lines += render_detector_markdown("model", report["model"])
     lines += ["**Confusion matrix** (unreadable files excluded)", ""]
     lines += render_confusion(report["model"]["confusion"])
@@ -850,6 +854,9 @@ def evaluate(
         "errors": [{**e, "path": _rel(e["path"], root)} for e in errors[:MAX_LISTED]],
         "empty_stream_skipping": vars(skipping),
     }
+    points = operating_points(samples, model_v, min_payload=TARGET_MIN_PAYLOAD, tpr_target=TARGETS["tpr_min64"])
+    if points is not None:
+        report["operating_points"] = points
     if baselines:
         report["baselines"] = {}
         for key, vs in base_v.items():

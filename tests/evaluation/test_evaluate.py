@@ -51,6 +51,10 @@ def test_evaluate_metrics_baselines_ablation(corpus: Path, toy_model_path: Path)
     assert m["tpr_by_method_min64"]["raw"]["rate"] == 1.0
     assert m["tpr_by_payload"]["1-63 B"]["rate"] == 0.0
     assert m["method_accuracy"]["rate"] == 1.0
+    # the same scores at other thresholds: the lowest FPR level keeps the card's 0 false positives here
+    points = report["operating_points"]
+    assert points["tpr_target_needs"]["raw"]["tpr"]["n"] == m["tpr_by_method_min64"]["raw"]["n"]
+    assert points["levels"][0]["fpr"]["k"] == 0 and points["levels"][0]["tpr_min64"]["raw"]["n"] >= 1
     assert m["confusion"]["raw"] == {"clean": 1, "alpha": 0, "palette": 0, "lsb.rgb": 0, "exif": 0, "raw": 3}
     assert report["errors"][0]["path"].endswith("broken.png")
     assert set(report["ablation"]) == set(STREAM_NAMES)
@@ -82,6 +86,7 @@ def test_evaluate_cli_writes_reports_and_updates_card(corpus: Path, toy_model_pa
     md = (tmp_path / "out" / "tiny.md").read_text()
     assert "false-positive rate | 0.000% (0/6, 95% CI 0.000%-39.03" in md
     assert "| truth \\ predicted |" in md
+    assert "**Operating points**" in md and "| 0 (0.000%): the card's threshold |" in md
     assert "| V4 model |" in (tmp_path / "out" / "tiny-comparison.md").read_text()
     assert "| meta |" in (tmp_path / "out" / "tiny-ablation.md").read_text()
     metrics = read_card(card_path(model)).metrics["tiny"]
@@ -97,7 +102,7 @@ def test_evaluate_plain_folder(toy_model_path: Path, tmp_path: Path, capsys: pyt
     assert code == 0
     report = json.loads((tmp_path / "o" / f"{tmp_path.name}.json").read_text())
     assert report["model"]["clean"] == 3 and report["model"]["stego"] == 0
-    assert "ablation" not in report and "baselines" not in report
+    assert "ablation" not in report and "baselines" not in report and "operating_points" not in report
     assert report["model"]["tpr"]["rate"] is None
 
 
