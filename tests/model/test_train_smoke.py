@@ -48,7 +48,9 @@ def test_train_one_epoch_exports_a_verified_model(trained: tuple[Path, Path, Pat
     assert (corpus / CACHE).is_file() and summary["streams_from_cache"] is False
     # a seed reproduces weights on one kind of CPU only: the record names it, and so does its page
     assert summary["cpu_model"] == host_features().cpu_model and summary["cpu_flags"] == list(host_features().flags)
-    assert f"({summary['cpu_model']};" in render_training(summary)
+    assert summary["cpu_id"] == host_features().cpu_id
+    cpu = f"{summary['cpu_model']} {summary['cpu_id']}" if summary["cpu_id"] else summary["cpu_model"]
+    assert f"({cpu};" in render_training(summary)
 
 
 def test_train_prints_progress_and_validation(tmp_path: Path, corpus: Path, capsys) -> None:

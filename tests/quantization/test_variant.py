@@ -52,3 +52,25 @@ def test_int8_only_when_gate_passed_and_faster() -> None:
     variant, reason = choose_variant(_report(True, 0.5, cpu="Other CPU"), HOST)
     assert variant == "fp32" and "Other CPU" in reason
     assert "\n" not in reason
+
+
+def test_same_generic_name_but_another_cpu_generation_is_fp32() -> None:
+    zen4 = {**_report(True, 0.6, cpu="AMD EPYC"), "host": {"cpu_model": "AMD EPYC", "cpu_id": "family 25 model 17 stepping 1"}}
+    zen5 = HostFeatures(machine="x86_64", cpu_model="AMD EPYC", flags=("avx2",), vnni=True,
+                        cpu_id="family 26 model 2 stepping 1")
+    variant, reason = choose_variant(zen4, zen5)
+    assert variant == "fp32" and "family 25 model 17" in reason and "family 26 model 2" in reason
+    assert choose_variant(zen4, HostFeatures("x86_64", "AMD EPYC", ("avx2",), True, "family 25 model 17 stepping 1"))[0] == "int8"
+    # a report or host that does not say (older reports, non-x86) falls back to the model name alone
+    assert choose_variant({**zen4, "host": {"cpu_model": "AMD EPYC"}}, zen5)[0] == "int8"
+    assert choose_variant(zen4, HostFeatures("x86_64", "AMD EPYC", ("avx2",), True))[0] == "int8"
+
+
+def test_host_features_reads_the_cpu_generation(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\nstepping\t: 1\n"
+                       "flags\t\t: avx2\n\nprocessor\t: 1\ncpu family\t: 99\nmodel\t\t: 9\nmodel name\t: AMD EPYC\n")
+    host = host_features(cpuinfo)
+    assert host.cpu_model == "AMD EPYC" and host.cpu_id == "family 26 model 2 stepping 1"
+    cpuinfo.write_text(CPUINFO.format(extra=""))  # no family line (e.g. ARM): unknown, not guessed
+    assert host_features(cpuinfo).cpu_id == ""

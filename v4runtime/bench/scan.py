@@ -184,7 +184,7 @@ def _measure(scanner: Any, paths: list[Path], workers: int, host: Any, load_star
         "model": scanner.model_name,
         "model_sha256": scanner.model_sha256,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.machine(),
-                    "cpu_model": host.cpu_model, "cpu_flags": list(host.flags),
+                    "cpu_model": host.cpu_model, "cpu_id": host.cpu_id, "cpu_flags": list(host.flags),
                     "load_average_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)]},
         "latency_ms": latency,
         "decode_ms": decode_p,
@@ -269,7 +269,8 @@ def _cpu_note(machine: dict[str, Any]) -> str:
         return ""
     flags = machine.get("cpu_flags") or []
     wide = "AVX-512" if any(f.startswith("avx512") for f in flags) else "AVX2" if "avx2" in flags else "no AVX2"
-    return f" ({machine['cpu_model']}, {wide})"
+    cpu_id = f" {machine['cpu_id']}" if machine.get("cpu_id") else ""
+    return f" ({machine['cpu_model']}{cpu_id}, {wide})"
 
 
 def _load_note(load: list[float] | None) -> str:

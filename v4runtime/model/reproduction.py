@@ -59,7 +59,8 @@ class Reproduction:
 def _cpu(report: dict[str, Any]) -> str:
     if not report.get("cpu_model"):
         return ""
-    return f"{report['cpu_model']} ({', '.join(report.get('cpu_flags') or []) or 'no AVX2'})"
+    cpu_id = f" {report['cpu_id']}" if report.get("cpu_id") else ""
+    return f"{report['cpu_model']}{cpu_id} ({', '.join(report.get('cpu_flags') or []) or 'no AVX2'})"
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -310,11 +310,11 @@ def train(streams: StreamSet, config: TrainConfig, log: Callable[[str], None] = 
 
 
 def _cpu_kind() -> dict[str, Any]:
-    """The CPU model and its vector extensions, as the training record stores them."""
+    """The CPU model, family/model numbers and vector extensions, as the training record stores them."""
     from v4runtime.quantization.host import host_features
 
     host = host_features()
-    return {"cpu_model": host.cpu_model, "cpu_flags": list(host.flags)}
+    return {"cpu_model": host.cpu_model, "cpu_id": host.cpu_id, "cpu_flags": list(host.flags)}
 
 
 def _corpus_summary(data_dir: str | Path) -> dict[str, Any]:

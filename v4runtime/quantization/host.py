@@ -24,12 +24,15 @@ class HostFeatures:
         cpu_model: The CPU's model name, when known.
         flags: The VNNI-related and AVX flags found.
         vnni: True when the CPU has a native 8-bit dot product (VNNI, or dot-product on ARM).
+        cpu_id: ``family F model M stepping S`` on x86 (empty when unknown). Cloud CPUs often report
+            a generic model name ("AMD EPYC") for several generations; this tells them apart.
     """
 
     machine: str
     cpu_model: str
     flags: tuple[str, ...]
     vnni: bool
+    cpu_id: str = ""
 
     def as_dict(self) -> dict:
         """The features as a JSON-ready dict."""
@@ -51,14 +54,19 @@ def host_features(cpuinfo: str | Path = "/proc/cpuinfo") -> HostFeatures:
     except OSError:
         return HostFeatures(machine=machine, cpu_model=platform.processor(), flags=(), vnni=False)
     model = ""
+    ids: dict[str, str] = {}
     found: set[str] = set()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip().lower()
         if key == "model name" and not model:
             model = value.strip()
+        elif key in ("cpu family", "model", "stepping") and key not in ids:  # the first CPU's
+            ids[key] = value.strip()
         elif key in ("flags", "features"):  # x86 / ARM spelling
             words = set(value.split())
             found |= words & {*VNNI_FLAGS, "avx2", "avx512f", "asimddp"}
     vnni = bool(found & {*VNNI_FLAGS, "asimddp"})
-    return HostFeatures(machine=machine, cpu_model=model, flags=tuple(sorted(found)), vnni=vnni)
+    cpu_id = (f"family {ids['cpu family']} model {ids['model']} stepping {ids.get('stepping', '?')}"
+              if "cpu family" in ids and "model" in ids else "")
+    return HostFeatures(machine=machine, cpu_model=model, flags=tuple(sorted(found)), vnni=vnni, cpu_id=cpu_id)

@@ -30,9 +30,15 @@ def choose_variant(gate_report: Mapping[str, Any], host: HostFeatures) -> tuple[
     ratio = latency.get("ratio")
     if ratio is None:
         return "fp32", "fp32: the gate report has no latency measurement, so INT8 is not known to be faster"
-    report_host = (gate_report.get("host") or {}).get("cpu_model")
+    measured_on = gate_report.get("host") or {}
+    report_host = measured_on.get("cpu_model")
     if report_host and host.cpu_model and report_host != host.cpu_model:
         return "fp32", f"fp32: latency was measured on {report_host!r}, not on this CPU ({host.cpu_model!r})"
+    # A generic model name ("AMD EPYC") covers several generations: compare family/model where both say.
+    report_id = measured_on.get("cpu_id")
+    if report_id and host.cpu_id and report_id != host.cpu_id:
+        return "fp32", (f"fp32: latency was measured on {report_host or 'a CPU'} {report_id}, not on this CPU "
+                        f"({host.cpu_model or 'unnamed'} {host.cpu_id})")
     if ratio < 1.0:
         return "int8", f"int8: gate passed and INT8 took {ratio:.2f}x the FP32 time on this CPU ({vnni})"
     return "fp32", f"fp32: gate passed but INT8 took {ratio:.2f}x the FP32 time on this CPU ({vnni})"
