@@ -129,7 +129,10 @@ def allowed_methods(request: Request) -> list[str]:
 def store_failures() -> tuple[type[BaseException], ...]:
     """Exceptions that mean the store is down or unusable (answered 503, not 500).
 
-    Connection and I/O failures only: a constraint or SQL error is a bug and stays a 500.
+    The stores raise :class:`StoreError` for connection and I/O failures themselves; the drivers'
+    operational errors stay listed as a net for any path they do not wrap. sqlite3 also reports SQL
+    errors (a missing table, a syntax error) as ``OperationalError``, so on SQLite those answer 503
+    too; a constraint violation (``IntegrityError``) is a bug and stays a 500.
     """
     import sqlite3
 
