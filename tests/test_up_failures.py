@@ -57,6 +57,14 @@ def test_state_dir_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
     assert line == f"error: state folder {tmp_path / 'file' / 'state'} is not writable (Not a directory); pass --state-dir DIR"
 
 
+def test_site_outside_the_repository_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "v4runtime", "up", "--check", "--state-dir", str(tmp_path / "state")]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=_env(), cwd=tmp_path)
+    line = _one_error_line(result)
+    assert f"{tmp_path} has none: run `v4runtime up` from the repository root, or pass --skip-site" in line
+    assert not (tmp_path / "state").exists()
+
+
 @pytest.mark.parametrize(
     ("environ", "message"),
     [

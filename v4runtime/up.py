@@ -236,6 +236,12 @@ def _run(args: argparse.Namespace) -> int:
             "report scans; set V4_MONITOR__WRITE_TOKENS too, or unset V4_MONITOR__READ_TOKENS"
         )
     token = settings.monitor.write_tokens[0] if settings.monitor.write_tokens else None
+    if not args.skip_site and not Path("mkdocs.yml").is_file():
+        # mkdocs would only say its config is missing, after the state folder was made.
+        raise ConfigError(
+            f"the docs site is built from mkdocs.yml in the current folder, and {Path.cwd()} has none: "
+            "run `v4runtime up` from the repository root, or pass --skip-site"
+        )
     state: Path = args.state_dir.resolve()
     logs = state / "logs"
     prepare_state_dir(state)
