@@ -178,3 +178,45 @@ def test_sigterm_while_running_leaves_no_child_behind(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "reason"),
+    [
+        (b'{"status": "not_ready", "detail": "store: SQLite store m.db: m.db is not writable"}', "application/json",
+         ": store: SQLite store m.db: m.db is not writable"),
+        (b"<html>busy</html>", "text/html", ": HTTP 503"),
+    ],
+)
+def test_a_service_that_stays_not_ready_is_named_with_its_own_reason(body: bytes, content_type: str,
+                                                                      reason: str) -> None:
+    import http.server
+    import threading
+
+    from v4runtime.errors import V4Error
+    from v4runtime.up import wait_ready
+
+    class NotReady(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            self.send_response(503)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotReady)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    url = f"http://127.0.0.1:{server.server_address[1]}/health/ready"
+    try:
+        with pytest.raises(V4Error) as info:
+            wait_ready(url, alive, timeout=1.0)
+    finally:
+        alive.kill()
+        alive.wait()
+        server.shutdown()
+        server.server_close()
+    assert str(info.value) == f"{url} was not ready after 1 s{reason}"

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from v4runtime.errors import ConfigError, V4Error
 
@@ -116,15 +117,27 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 60.0, log: 
 
     where = f" (log: {log})" if log is not None else ""
     deadline = time.monotonic() + timeout
+    last = ""  # why the service said it was not ready, the last time it answered
     while time.monotonic() < deadline:
         if process.poll() is not None:
             ended = _how_it_ended(process.returncode, log) if log is not None else f"exited with status {process.returncode}"
             raise V4Error(f"{url} did not come up: its process {ended}{where}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1.0).status_code == 200:
+            answer = httpx.get(url, timeout=1.0)
+            if answer.status_code == 200:
                 return
+            last = _not_ready_reason(answer)
         time.sleep(0.2)
-    raise V4Error(f"{url} was not ready after {timeout:.0f} s{where}")
+    raise V4Error(f"{url} was not ready after {timeout:.0f} s{f': {last}' if last else ''}{where}")
+
+
+def _not_ready_reason(answer: Any) -> str:
+    """The probe's own reason (``detail`` of a ``not_ready`` answer), else its status, on one line."""
+    with contextlib.suppress(ValueError, AttributeError):
+        detail = answer.json().get("detail")
+        if isinstance(detail, str) and detail.strip():
+            return " ".join(detail.split())[:300]
+    return f"HTTP {answer.status_code}"
 
 
 def stop_process(process: subprocess.Popen, grace: float = 10.0) -> None:
