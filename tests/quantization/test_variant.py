@@ -74,3 +74,11 @@ def test_host_features_reads_the_cpu_generation(tmp_path: Path) -> None:
     assert host.cpu_model == "AMD EPYC" and host.cpu_id == "family 26 model 2 stepping 1"
     cpuinfo.write_text(CPUINFO.format(extra=""))  # no family line (e.g. ARM): unknown, not guessed
     assert host_features(cpuinfo).cpu_id == ""
+
+
+def test_cpu_name_adds_the_generation_only_where_recorded() -> None:
+    from v4runtime.quantization.host import cpu_name
+
+    assert cpu_name({"cpu_model": "AMD EPYC", "cpu_id": "family 26 model 2 stepping 1"}) == \
+        "AMD EPYC family 26 model 2 stepping 1"
+    assert cpu_name({"cpu_model": "AMD EPYC", "cpu_id": ""}) == cpu_name({"cpu_model": "AMD EPYC"}) == "AMD EPYC"

@@ -269,8 +269,9 @@ def _cpu_note(machine: dict[str, Any]) -> str:
         return ""
     flags = machine.get("cpu_flags") or []
     wide = "AVX-512" if any(f.startswith("avx512") for f in flags) else "AVX2" if "avx2" in flags else "no AVX2"
-    cpu_id = f" {machine['cpu_id']}" if machine.get("cpu_id") else ""
-    return f" ({machine['cpu_model']}{cpu_id}, {wide})"
+    from v4runtime.quantization.host import cpu_name  # late: the package imports onnxruntime's quantiser
+
+    return f" ({cpu_name(machine)}, {wide})"
 
 
 def _load_note(load: list[float] | None) -> str:

@@ -95,5 +95,6 @@ def _cpu_kind(training: dict[str, Any]) -> str:
     """`` (model; extensions)`` of the training CPU, when the record has it (records since it was added)."""
     if not training.get("cpu_model"):
         return ""
-    cpu_id = f" {training['cpu_id']}" if training.get("cpu_id") else ""
-    return f" ({training['cpu_model']}{cpu_id}; {', '.join(training.get('cpu_flags') or []) or 'no AVX2'})"
+    from v4runtime.quantization.host import cpu_name  # late: the package imports onnxruntime's quantiser
+
+    return f" ({cpu_name(training)}; {', '.join(training.get('cpu_flags') or []) or 'no AVX2'})"

@@ -59,8 +59,9 @@ class Reproduction:
 def _cpu(report: dict[str, Any]) -> str:
     if not report.get("cpu_model"):
         return ""
-    cpu_id = f" {report['cpu_id']}" if report.get("cpu_id") else ""
-    return f"{report['cpu_model']}{cpu_id} ({', '.join(report.get('cpu_flags') or []) or 'no AVX2'})"
+    from v4runtime.quantization.host import cpu_name  # late: the package imports onnxruntime's quantiser
+
+    return f"{cpu_name(report)} ({', '.join(report.get('cpu_flags') or []) or 'no AVX2'})"
 
 
 def _mapping(value: Any) -> dict[str, Any]:

@@ -8,8 +8,10 @@ small network can end up slower in INT8 than in FP32. The report states which ca
 from __future__ import annotations
 
 import platform
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 #: CPU flags (as spelled in /proc/cpuinfo) that give a native 8-bit dot product.
 VNNI_FLAGS: tuple[str, ...] = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -70,3 +72,10 @@ def host_features(cpuinfo: str | Path = "/proc/cpuinfo") -> HostFeatures:
     cpu_id = (f"family {ids['cpu family']} model {ids['model']} stepping {ids.get('stepping', '?')}"
               if "cpu family" in ids and "model" in ids else "")
     return HostFeatures(machine=machine, cpu_model=model, flags=tuple(sorted(found)), vnni=vnni, cpu_id=cpu_id)
+
+
+def cpu_name(record: Mapping[str, Any]) -> str:
+    """A host record's ``cpu_model``, followed by its ``cpu_id`` where the record has one
+    (``AMD EPYC family 26 model 2 stepping 1``): how reports name the CPU they ran on."""
+    cpu_id = record.get("cpu_id")
+    return f"{record['cpu_model']} {cpu_id}" if cpu_id else str(record["cpu_model"])
