@@ -13,7 +13,7 @@ from v4runtime.model.registry import resolve_model
 REPO = Path(__file__).resolve().parents[2]
 GENERATED = REPO / "docs" / "generated" / "eval"
 REAL_CLEAN = REPO.parent / "shared" / "data" / "real-clean"
-REPORTS = sorted(p for p in GENERATED.glob("*.json") if p.name != "bench-scan.json")
+REPORTS = sorted(p for p in GENERATED.glob("*.json") if not p.name.startswith("bench-scan"))
 REGENERATE = "regenerate with the commands on docs/architecture/performance.md"
 
 
@@ -38,6 +38,17 @@ def test_bench_report_is_fresh() -> None:
     report = json.loads(path.read_text())
     assert report["model_sha256"] == resolve_model(report["model"]).sha256, f"bench-scan: {REGENERATE}"
     assert (GENERATED / "bench-scan.md").read_text() == render(report)
+
+
+def test_bench_host_record_holds_the_latest_report() -> None:
+    """The page's table of CPUs is its JSON rendered, and the newest bench-scan report is its own CPU's row."""
+    from v4runtime.bench import hosts
+
+    rows = hosts.read_record(GENERATED / hosts.RECORD_JSON)
+    assert (GENERATED / hosts.RECORD_MARKDOWN).read_text() == hosts.render_record(rows)
+    report = json.loads((GENERATED / "bench-scan.json").read_text())
+    assert hosts.row_from_report(report) in rows, f"bench-scan-hosts: {REGENERATE}"
+    assert len({hosts.row_key(r) for r in rows}) == len(rows)
 
 
 @pytest.mark.skipif(not REAL_CLEAN.is_dir(), reason=f"{REAL_CLEAN} is absent (only CI and the build machine have ../shared)")

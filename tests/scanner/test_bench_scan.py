@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from v4runtime.cli import main
+from v4runtime.errors import ConfigError
 
 
 def test_bench_scan_writes_report(tmp_path: Path, toy_model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -51,3 +52,82 @@ def test_bench_scan_rows_name_the_workers_it_could_use(
     assert set(report["throughput_images_per_s"]) == {"1 worker", "1 worker, batches of 8", "1 worker (threads)",
                                                       "1 worker (processes)"}
     assert "2 workers were asked for, but this process may run on 1 CPU(s) only" in (tmp_path / "bench-scan.md").read_text()
+
+
+def _foreign_row(**changes: object) -> dict[str, object]:
+    """A row as another CPU's run would have left it."""
+    from v4runtime.bench.hosts import ROW_FIELDS
+
+    row = dict.fromkeys(ROW_FIELDS)
+    row.update(recorded="2026-01-01", cpu="Example CPU family 1 model 2 stepping 3", cpu_id_known=True,
+               vector="AVX2", cpus=2, model="toy", model_sha256="ab" * 32, images=500, decode_p50_ms=1.0,
+               p50_ms=3.0, p95_ms=4.0, p99_ms=4.5, workers=2, throughput_images_per_s=450.0,
+               load_average_1min=[0.1, 0.2], target_p95_ms=5.0, target_images_per_s=400.0)
+    row.update(changes)
+    return row
+
+
+def test_bench_scan_adds_its_cpu_to_the_record_and_keeps_the_others(
+    tmp_path: Path, toy_model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from v4runtime.bench import hosts
+
+    (tmp_path / hosts.RECORD_JSON).write_text(hosts.dump_record([_foreign_row()]))
+    code = main(["bench", "scan", "--images", "20", "--model", str(toy_model_path), "--out-dir", str(tmp_path)])
+    assert code == 0 and "holds 2 CPU(s)" in capsys.readouterr().out
+    rows = hosts.read_record(tmp_path / hosts.RECORD_JSON)
+    report = json.loads((tmp_path / "bench-scan.json").read_text())
+    assert rows[0] == _foreign_row()  # the other CPU's row is untouched
+    ours = rows[1]
+    assert ours == hosts.row_from_report(report)
+    assert ours["p95_ms"] == report["latency_ms"]["total_ms"]["p95"]
+    assert ours["throughput_images_per_s"] == report["throughput_images_per_s"]["2 workers (processes)"]
+    md = (tmp_path / hosts.RECORD_MARKDOWN).read_text()
+    assert md == hosts.render_record(rows) and "Example CPU family 1 model 2 stepping 3, 2 CPUs" in md
+
+
+def test_bench_scan_refuses_a_damaged_record_before_measuring(
+    tmp_path: Path, toy_model_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Overwriting a record it cannot read would lose every other CPU's row: refuse, touch nothing."""
+    from v4runtime.bench import hosts
+
+    damaged = tmp_path / hosts.RECORD_JSON
+    damaged.write_text('{"rows": [{"cpu": "x"}]}')
+    code = main(["bench", "scan", "--images", "20", "--model", str(toy_model_path), "--out-dir", str(tmp_path)])
+    assert code == 2
+    assert "is not a bench scan host record" in capsys.readouterr().err
+    assert damaged.read_text() == '{"rows": [{"cpu": "x"}]}'
+    assert not (tmp_path / "bench-scan.json").exists()
+    damaged.write_text("not json")
+    with pytest.raises(ConfigError, match="move it away"):
+        hosts.read_record(damaged)
+
+
+def test_a_newer_run_replaces_only_its_own_cpu_and_model() -> None:
+    from v4runtime.bench.hosts import updated
+
+    old = _foreign_row()
+    newer = _foreign_row(recorded="2026-02-01", p95_ms=6.0)
+    other_model = _foreign_row(recorded="2026-02-01", model_sha256="cd" * 32)
+    unknown_generation = _foreign_row(cpu="Example CPU", cpu_id_known=False)
+    rows = updated(updated(updated([old], unknown_generation), newer), other_model)
+    assert rows == [unknown_generation, newer, other_model]
+
+
+def test_record_verdicts_against_the_targets() -> None:
+    from v4runtime.bench.hosts import render_record
+
+    md = render_record([
+        _foreign_row(),
+        _foreign_row(cpu="Slow CPU", cpu_id_known=False, p95_ms=10.2, throughput_images_per_s=226.0),
+        _foreign_row(cpu="Edge CPU", p95_ms=5.0, throughput_images_per_s=None),
+    ])
+    lines = md.splitlines()
+    assert "p95 <= 5 ms" in lines[0] and ">= 400 images/s" in lines[0]
+    assert lines[2].endswith("| 4.00 | 4.50 | met | 450 (2) | met |")
+    assert "Slow CPU (generation not recorded), 2 CPUs" in lines[3]
+    assert lines[3].endswith("| 10.20 | 4.50 | **not met** | 226 (2) | **not met** |")
+    assert lines[4].endswith("| 5.00 | 4.50 | met | not measured | not measured |")  # at the target is met
+    assert lines[-1] == "The p95 target holds on 2 of the 3 CPUs recorded."
+    assert render_record([]) == "No `bench scan` run has been recorded yet.\n"

@@ -7,12 +7,14 @@ GIF, WebP and BMP) to a temporary folder, then measures in one run:
 2. single-threaded end-to-end latency per file, one file per call (batch 1), with its stages;
 3. throughput of ``Scanner.scan_many`` with 1 and N workers, threads and processes.
 
-Figures are printed and written as JSON and Markdown (``bench-scan.json``/``.md``) for the docs.
+Figures are printed and written as JSON and Markdown (``bench-scan.json``/``.md``) for the docs, and
+the run takes its CPU's row in the record of every CPU measured (:mod:`v4runtime.bench.hosts`).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import io
 import json
 import os
@@ -178,6 +180,7 @@ def _measure(scanner: Any, paths: list[Path], workers: int, host: Any, load_star
     throughput = {name: float(np.median(values)) for name, values in rounds.items()}
     decode_rate = 1000 / float(np.mean(decode))
     return {
+        "recorded": dt.datetime.now(dt.UTC).date().isoformat(),
         "images": len(paths),
         "size": "256x256",
         "formats": list(FORMATS),
@@ -267,11 +270,10 @@ def _cpu_note(machine: dict[str, Any]) -> str:
     """Name the CPU and its vector extensions: inference time depends on them more than on the clock."""
     if not machine.get("cpu_model"):
         return ""
-    flags = machine.get("cpu_flags") or []
-    wide = "AVX-512" if any(f.startswith("avx512") for f in flags) else "AVX2" if "avx2" in flags else "no AVX2"
+    from v4runtime.bench.hosts import vector_extensions
     from v4runtime.quantization.host import cpu_name  # late: the package imports onnxruntime's quantiser
 
-    return f" ({cpu_name(machine)}, {wide})"
+    return f" ({cpu_name(machine)}, {vector_extensions(machine.get('cpu_flags') or [])})"
 
 
 def _load_note(load: list[float] | None) -> str:
@@ -304,9 +306,10 @@ def check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``v4runtime bench scan``."""
-    from v4runtime.bench import write_reports
+    from v4runtime.bench import hosts, write_reports
 
     check_args(args)
+    record = [] if args.no_write else hosts.read_record(Path(args.out_dir) / hosts.RECORD_JSON)  # refuse early
     with tempfile.TemporaryDirectory(prefix="v4-bench-scan-") as tmp:
         paths = make_images(Path(tmp), args.images, args.seed)
         report = measure(paths, args.model, args.workers)
@@ -314,6 +317,13 @@ def run(args: argparse.Namespace) -> int:
     print(text, end="")
     if not args.no_write:
         out = Path(args.out_dir)
-        write_reports({out / "bench-scan.json": json.dumps(report, indent=2) + "\n", out / "bench-scan.md": text})
-        print(f"wrote {out / 'bench-scan.json'} and {out / 'bench-scan.md'}")
+        record = hosts.updated(record, hosts.row_from_report(report))
+        write_reports({
+            out / "bench-scan.json": json.dumps(report, indent=2) + "\n",
+            out / "bench-scan.md": text,
+            out / hosts.RECORD_JSON: hosts.dump_record(record),
+            out / hosts.RECORD_MARKDOWN: hosts.render_record(record),
+        })
+        print(f"wrote {out / 'bench-scan.json'} and {out / 'bench-scan.md'}; "
+              f"{out / hosts.RECORD_MARKDOWN} holds {len(record)} CPU(s)")
     return 0
