@@ -8,8 +8,10 @@ are fresh pages, and the kernel zero-fills each one on first touch, a page fault
 
 Whether a process pays this depends on its history: freeing one block larger than the planes
 (a scanner frees the serialised model it rewrites at load) raises glibc's dynamic threshold
-enough. Fresh extraction workers, such as training's, have freed no such block. Setting both
-thresholds with ``mallopt`` makes the reuse a decision rather than a side effect.
+enough. Fresh extraction workers, such as training's, or a script calling ``extract_streams``
+in a loop, have freed no such block. Setting both thresholds with ``mallopt`` makes the reuse a
+decision rather than a side effect: :func:`v4runtime.streams.extract_streams` applies it on its
+first call in a process, so every caller gets it.
 
 The cost is memory held: up to :data:`TRIM_THRESHOLD` bytes of freed heap stay with the process.
 Elsewhere than glibc (macOS, musl) :func:`keep_freed_memory` does nothing and says so.
@@ -41,6 +43,8 @@ def keep_freed_memory() -> bool:
     A forked worker inherits the setting; a spawned one must call this itself.
     """
     global _applied
+    if _applied is not None:  # every extraction calls this: no lock once it is decided
+        return _applied
     with _lock:
         if _applied is None:
             _applied = _mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and _mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)

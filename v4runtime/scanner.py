@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from v4runtime.allocator import keep_freed_memory
 from v4runtime.errors import ConfigError, ImageError, ModelError, V4Error
 from v4runtime.files import read_file
 from v4runtime.streams.spec import (
@@ -253,10 +252,6 @@ class Scanner:
             several workers: each worker process has its own session and its own core.
         zero_streams: stream names fed as zeros (used by the stream ablation; empty in normal use).
 
-    Creating a scanner also calls :func:`v4runtime.allocator.keep_freed_memory` (once per
-    process, glibc only): each file's freed planes are reused for the next rather than handed
-    back to the kernel and page-faulted in again.
-
     Raises:
         ModelError: the model cannot be found, fails its sha256 or signature check, or cannot be loaded.
         ConfigError: the threshold is outside [0, 1] or a stream name to zero is unknown.
@@ -269,7 +264,6 @@ class Scanner:
         intra_op_threads: int = 1,
         zero_streams: Iterable[str] = (),
     ) -> None:
-        keep_freed_memory()  # reuse each file's plane memory instead of page-faulting it afresh
         self.resolved = _resolve(model)
         self.model_path = Path(self.resolved.path)
         self.model_sha256: str = getattr(self.resolved, "sha256", "")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from v4runtime.bench.streams import _markdown
+from v4runtime.cli import main
 from v4runtime.streams.doctables import render
 
 GENERATED = Path(__file__).resolve().parents[2] / "docs" / "generated" / "streams"
@@ -24,3 +25,14 @@ def test_bench_table_matches_its_json() -> None:
     result = json.loads((GENERATED / "bench.json").read_text(encoding="utf-8"))
     assert (GENERATED / "bench.md").read_text(encoding="utf-8") == _markdown(result, result["size"])
     assert result["images"] >= 100 and result["ratio_extract_over_decode"] > 0
+
+
+def test_bench_streams_writes_both_reports_naming_the_cpu(tmp_path: Path) -> None:
+    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+    assert main(["bench", "streams", "--images", "20", "--size", "128", "--rounds", "1",
+                 "--json", str(out_json), "--markdown", str(out_md)]) == 0
+    result = json.loads(out_json.read_text(encoding="utf-8"))
+    assert result["images"] == 20 and result["extract_images_per_s"] > 0 and result["cpu_vector"]
+    assert sum(row["images"] for row in result["per_format"].values()) == 20
+    md = out_md.read_text(encoding="utf-8")
+    assert md == _markdown(result, 128) and md.endswith(f"Measured on {result['cpu']} ({result['cpu_vector']}).\n")

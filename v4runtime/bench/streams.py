@@ -132,7 +132,19 @@ def _markdown(result: dict[str, object], size: int) -> str:
         lines.append(
             f"| {fmt} ({row['images']} files) | {row['decode_ms']:.2f} ms | {row['extract_ms']:.2f} ms | {row['ratio']:.2f}x |"
         )
+    if result.get("cpu"):
+        lines += ["", f"Measured on {result['cpu']} ({result['cpu_vector']})."]
     return "\n".join(lines) + "\n"
+
+
+def _cpu() -> dict[str, str]:
+    """The CPU the figures were measured on, named as ``bench scan`` names it."""
+    from v4runtime.bench.hosts import vector_extensions
+    from v4runtime.quantization.host import cpu_name, host_features
+
+    host = host_features()
+    name = cpu_name(host.as_dict()) if host.cpu_model else (platform.processor() or platform.machine())
+    return {"cpu": name, "cpu_vector": vector_extensions(host.flags)}
 
 
 def _print(title: str, result: dict[str, object]) -> None:
@@ -179,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
     )
     result = measure(files, args.rounds)
     _print("same files, same process", result)
-    result.update(size=args.size, rounds=args.rounds, python=platform.python_version(), machine=platform.machine())
+    result.update(size=args.size, rounds=args.rounds, python=platform.python_version(), machine=platform.machine(),
+                  **_cpu())
     outputs: dict[Path, str] = {}
     if args.json:
         outputs[args.json] = json.dumps(result, indent=2, sort_keys=True) + "\n"

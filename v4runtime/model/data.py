@@ -147,11 +147,8 @@ def read_manifest(data_dir: str | Path) -> list[Sample]:
 
 
 def _extract_init() -> None:
-    """Initializer of the extraction pool: stop with the parent; reuse freed plane memory."""
-    from v4runtime.allocator import keep_freed_memory
-
+    """Initializer of the extraction pool: stop with the parent."""
     exit_with_parent()
-    keep_freed_memory()
 
 
 def _extract_file(path: Path) -> dict[str, np.ndarray]:
@@ -180,9 +177,6 @@ def extract_all(paths: Sequence[Path], workers: int = 1,
         pool = get_context("spawn").Pool(workers, initializer=_extract_init)
         results = pool.imap(extract, paths, chunksize=8)
     else:
-        from v4runtime.allocator import keep_freed_memory
-
-        keep_freed_memory()
         pool = None
         results = map(extract, paths)
     try:
