@@ -94,7 +94,8 @@ class Verdict:
     """One detector's decision on one file (``error`` set when the file could not be read).
 
     ``gates`` holds the model's fusion-gate weight per stream (``STREAM_NAMES`` order); baselines
-    have none.
+    have none. ``top_method`` is the model's most likely method whatever the verdict (``method``
+    is ``None`` below the threshold); baselines have none.
     """
 
     is_stego: bool
@@ -102,6 +103,7 @@ class Verdict:
     probability: float | None = None
     error: str | None = None
     gates: tuple[float, ...] | None = None
+    top_method: str | None = None
 
 
 # -- statistics ------------------------------------------------------------------------------------
@@ -649,9 +651,10 @@ def _model_verdicts(out: dict[str, np.ndarray], threshold: float) -> list[Verdic
 
     probs = np.asarray(out[OUTPUT_STEGO], dtype=np.float64).reshape(-1)
     methods = np.asarray(out[OUTPUT_METHODS]).reshape(len(probs), len(METHODS))
+    tops = [METHODS[int(np.argmax(m))] for m in methods]
     return [
-        Verdict(bool(p >= threshold), METHODS[int(np.argmax(m))] if p >= threshold else None, float(p))
-        for p, m in zip(probs, methods, strict=True)
+        Verdict(bool(p >= threshold), top if p >= threshold else None, float(p), top_method=top)
+        for p, top in zip(probs, tops, strict=True)
     ]
 
 
@@ -726,7 +729,9 @@ class _EvalState:
                     vs.append(Verdict(False, error=r.error))
                 continue
             gates = tuple(r.explanation.values()) if r.explanation else None
-            c_model.append(Verdict(r.is_stego, r.method, r.probability, gates=gates))
+            probabilities = r.method_probabilities
+            top = max(probabilities, key=probabilities.__getitem__) if probabilities else None
+            c_model.append(Verdict(r.is_stego, r.method, r.probability, gates=gates, top_method=top))
             c_time.append({**vars(r.timings), "total_ms": r.timings.total_ms})
             for key in base:
                 flag, method, score = self.detectors[key].decide(p.arrays)

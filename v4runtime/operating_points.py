@@ -3,7 +3,9 @@
 An evaluation reports one operating point, the card's threshold. The same probabilities answer
 the planning questions around it: at a given false-positive rate on this corpus, which TPR per
 method (payloads >= 64 B) would the model give, and how many clean files would each method's
-TPR target flag. Computed from the evaluation's own verdicts; no rescan.
+TPR target flag, and how many of those the model names that method for (what a threshold applied
+only to the files named that method would flag instead). Computed from the evaluation's own
+verdicts; no rescan.
 """
 
 from __future__ import annotations
@@ -42,10 +44,11 @@ def threshold_for_tpr(stego: np.ndarray, tpr: float) -> float | None:
 
 
 def _scores(samples: Sequence[Sample], verdicts: Sequence[Verdict], min_payload: int
-            ) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
-    """Clean scores and stego scores per method (payloads >= ``min_payload``); None when a verdict has
-    no probability (a rule-based baseline)."""
+            ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]] | None:
+    """Clean scores, the method the model names for each clean file, and stego scores per method
+    (payloads >= ``min_payload``); None when a verdict has no probability (a rule-based baseline)."""
     clean: list[float] = []
+    named: list[str] = []
     stego: dict[str, list[float]] = {}
     for s, v in zip(samples, verdicts, strict=True):
         if v.error is not None:
@@ -54,9 +57,11 @@ def _scores(samples: Sequence[Sample], verdicts: Sequence[Verdict], min_payload:
             return None
         if not s.is_stego:
             clean.append(v.probability)
+            named.append(v.top_method or "")
         elif s.payload_size is not None and s.payload_size >= min_payload:
             stego.setdefault(s.method or "?", []).append(v.probability)
-    return np.asarray(clean, dtype=np.float64), {m: np.asarray(p, dtype=np.float64) for m, p in sorted(stego.items())}
+    return (np.asarray(clean, dtype=np.float64), np.asarray(named, dtype=object),
+            {m: np.asarray(p, dtype=np.float64) for m, p in sorted(stego.items())})
 
 
 def operating_points(samples: Sequence[Sample], verdicts: Sequence[Verdict], *, min_payload: int,
@@ -71,7 +76,7 @@ def operating_points(samples: Sequence[Sample], verdicts: Sequence[Verdict], *, 
     scores = _scores(samples, verdicts, min_payload)
     if scores is None:
         return None
-    clean, stego = scores
+    clean, named, stego = scores
     if len(clean) == 0 or not stego:
         return None
 
@@ -85,8 +90,10 @@ def operating_points(samples: Sequence[Sample], verdicts: Sequence[Verdict], *, 
     for method, p in stego.items():
         threshold = threshold_for_tpr(p, tpr_target)
         assert threshold is not None  # every method listed has scores
+        flagged = clean >= threshold
         needed[method] = {"threshold": threshold, "tpr": rate(int(np.count_nonzero(p >= threshold)), len(p)),
-                          "fpr": rate(int(np.count_nonzero(clean >= threshold)), len(clean))}
+                          "fpr": rate(int(np.count_nonzero(flagged)), len(clean)),
+                          "fpr_named": rate(int(np.count_nonzero(flagged & (named == method))), len(clean))}
     return {"tpr_target": tpr_target, "min_payload": min_payload, "levels": levels, "tpr_target_needs": needed}
 
 
@@ -116,9 +123,22 @@ def render(points: dict[str, Any], card_threshold: float, card: dict[str, Any]) 
                          level["threshold"], level["tpr_min64"]))
     lines += ["", f"**Threshold each method would need for TPR >= {pct(points['tpr_target'], 1)} at payloads >= "
               f"{bytes_} B**, and the clean files of this corpus it would flag (any file scoring at or above it)",
-              "", "| method | threshold | TPR | clean files flagged | FPR (95% CI) |", "|---|---:|---:|---:|---|"]
+              "", "| method | threshold | TPR | clean files flagged | FPR (95% CI) | of them named this method | "
+              "flagged with it for this method only |", "|---|---:|---:|---:|---|---:|---:|"]
+    card_flagged = (card.get("confusion") or {}).get("clean", {})  # clean files the card's threshold flags, per method
     for method, need in points["tpr_target_needs"].items():
         r = need["fpr"]
+        named = need.get("fpr_named")
+        if named is None:
+            per_method = "n/a"
+        else:
+            k = named["k"] + sum(v for m, v in card_flagged.items() if m not in ("clean", method))
+            per_method = f"{k} ({pct(k / named['n'], 3)})"
         lines.append(f"| {method} | {need['threshold']:.4f} | {pct(need['tpr']['rate'])} | {r['k']} / {r['n']} | "
-                     f"{pct(r['rate'], 3)} ({pct(r['low'], 3)}-{pct(r['high'], 3)}) |")
+                     f"{pct(r['rate'], 3)} ({pct(r['low'], 3)}-{pct(r['high'], 3)}) | "
+                     f"{'n/a' if named is None else named['k']} | {per_method} |")
+    lines += ["", "*Of them named this method*: the clean files at or above that threshold whose most likely "
+              "method (the model's method head) is this one. *Flagged with it for this method only*: the clean "
+              "files a per-method rule would flag, that threshold for the files named this method and the card's "
+              "for the others (those named this method, plus the card's false positives named another method)."]
     return [*lines, ""]

@@ -54,6 +54,8 @@ def test_evaluate_metrics_baselines_ablation(corpus: Path, toy_model_path: Path)
     # the same scores at other thresholds: the lowest FPR level keeps the card's 0 false positives here
     points = report["operating_points"]
     assert points["tpr_target_needs"]["raw"]["tpr"]["n"] == m["tpr_by_method_min64"]["raw"]["n"]
+    named = points["tpr_target_needs"]["raw"]["fpr_named"]
+    assert named["n"] == 6 and named["k"] <= points["tpr_target_needs"]["raw"]["fpr"]["k"]
     assert points["levels"][0]["fpr"]["k"] == 0 and points["levels"][0]["tpr_min64"]["raw"]["n"] >= 1
     assert m["confusion"]["raw"] == {"clean": 1, "alpha": 0, "palette": 0, "lsb.rgb": 0, "exif": 0, "raw": 3}
     assert report["errors"][0]["path"].endswith("broken.png")
@@ -115,3 +117,19 @@ def test_ablation_stride_compares_on_the_same_files(corpus: Path, toy_model_path
     assert meta["fpr"]["n"] + meta["tpr"]["n"] == base["fpr"]["n"] + base["tpr"]["n"]
     assert meta["tpr"]["n"] == 3 and meta["delta_tpr_pp"] == pytest.approx(-100 * base["tpr"]["rate"])
     assert "baselines" not in report
+
+
+def test_model_verdicts_name_the_top_method_below_the_threshold_too(corpus: Path, toy_model_path: Path) -> None:
+    """``top_method`` (what the operating points count per method) is set for every readable file,
+    clean ones included, from the same method probabilities the scanner reports."""
+    from v4runtime.evaluation import _EvalState
+
+    scanner = Scanner(toy_model_path)
+    paths = sorted(str(p) for p in corpus.rglob("*.png"))
+    verdicts = _EvalState(scanner, baselines=False, ablation=False).run((0, paths))[0]
+    readable = [(path, v) for path, v in zip(paths, verdicts, strict=True) if v.error is None]
+    assert any(not v.is_stego for _, v in readable)  # below the threshold: no method, but a top method
+    for path, v in readable:
+        probabilities = scanner.scan(path).method_probabilities
+        assert v.top_method == max(probabilities, key=probabilities.__getitem__)
+        assert v.method == (v.top_method if v.is_stego else None)

@@ -29,10 +29,10 @@ def test_threshold_for_tpr_is_the_highest_that_keeps_the_share() -> None:
 
 
 def _corpus() -> tuple[list[Sample], list[Verdict]]:
-    """100 clean files scoring 0.00-0.99; 10 lsb.rgb files >= 64 B scoring 0.50-0.95; a short payload and an
+    """100 clean files scoring 0.00-0.99 (the model names lsb.rgb for every third); 10 lsb.rgb files >= 64 B scoring 0.50-0.95; a short payload and an
     unreadable file that must not count."""
     samples = [Sample(f"c{i}", "clean") for i in range(100)]
-    verdicts = [Verdict(False, None, i / 100) for i in range(100)]
+    verdicts = [Verdict(False, None, i / 100, top_method="lsb.rgb" if i % 3 == 0 else "palette") for i in range(100)]
     samples += [Sample(f"s{i}", "stego", "lsb.rgb", "png", 64 + i) for i in range(10)]
     verdicts += [Verdict(True, "lsb.rgb", 0.5 + 0.05 * i) for i in range(10)]
     samples += [Sample("short", "stego", "lsb.rgb", "png", 10), Sample("broken", "stego", "lsb.rgb", "png", 500)]
@@ -54,6 +54,16 @@ def test_operating_points_on_known_scores() -> None:
     need = points["tpr_target_needs"]["lsb.rgb"]
     assert need["threshold"] == pytest.approx(0.55) and need["tpr"]["k"] == 9 and need["tpr"]["n"] == 10
     assert need["fpr"]["k"] == 45  # clean scores 0.55 .. 0.99
+    # of those, the ones named lsb.rgb (every third: 0.57, 0.60, ..., 0.99)
+    assert (need["fpr_named"]["k"], need["fpr_named"]["n"]) == (15, 100)
+
+
+def test_clean_files_without_a_named_method_count_for_no_method() -> None:
+    """A verdict without a method head (``top_method`` None) is in the FPR but named for no method."""
+    samples, verdicts = _corpus()
+    verdicts = [Verdict(v.is_stego, v.method, v.probability, v.error) for v in verdicts]
+    need = operating_points(samples, verdicts, min_payload=64, tpr_target=0.9)["tpr_target_needs"]["lsb.rgb"]
+    assert need["fpr"]["k"] == 45 and need["fpr_named"]["k"] == 0
 
 
 def test_no_operating_points_without_scores_or_classes() -> None:
@@ -68,12 +78,17 @@ def test_no_operating_points_without_scores_or_classes() -> None:
 
 def test_render_starts_from_the_card_threshold() -> None:
     samples, verdicts = _corpus()
-    card = detection_metrics(samples, [Verdict((v.probability or 0) >= 0.7 and v.error is None, "lsb.rgb"
-                                               if (v.probability or 0) >= 0.7 else None, v.probability, v.error)
-                                       for v in verdicts])
+    card = detection_metrics(samples, [Verdict((v.probability or 0) >= 0.7 and v.error is None,
+                                               (v.top_method or "lsb.rgb") if (v.probability or 0) >= 0.7 else None,
+                                               v.probability, v.error) for v in verdicts])
     points = operating_points(samples, verdicts, min_payload=64, tpr_target=0.9, fpr_levels=(0.05,))
     text = "\n".join(render(points, 0.7, card))
     assert "| clean files flagged | threshold | lsb.rgb |" in text
     assert "| 30 (30.000%): the card's threshold | 0.7000 | 60.00% |" in text
     assert "| 5 (5.000%), at most 5.00% |" in text
     assert "| lsb.rgb | 0.5500 | 90.00% | 45 / 100 |" in text
+    # the card's threshold (0.7) flags 30 clean files: 10 named lsb.rgb, 20 palette (the confusion's clean row)
+    assert card["confusion"]["clean"]["palette"] == 20
+    # a per-method rule: 0.55 for the 15 files named lsb.rgb above it, 0.7 for the 20 palette ones
+    assert "| of them named this method | flagged with it for this method only |" in text
+    assert text.splitlines()[-3].endswith("| 15 | 35 (35.000%) |")
