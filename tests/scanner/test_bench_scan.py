@@ -12,10 +12,14 @@ from v4runtime.errors import ConfigError
 
 
 def test_bench_scan_writes_report(tmp_path: Path, toy_model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The report, and its CPU's row added to the record of CPUs beside another CPU's row, kept."""
+    from v4runtime.bench import hosts
+
+    (tmp_path / hosts.RECORD_JSON).write_text(hosts.dump_record([_foreign_row()]))
     code = main(["bench", "scan", "--images", "20", "--workers", "2", "--model", str(toy_model_path),
                  "--out-dir", str(tmp_path)])
     out = capsys.readouterr().out
-    assert code == 0
+    assert code == 0 and "holds 2 CPU(s)" in out
     report = json.loads((tmp_path / "bench-scan.json").read_text())
     assert report["images"] == 20 and report["model"] == "toy"
     assert set(report["latency_ms"]) == {"read_ms", "streams_ms", "inference_ms", "total_ms", "cpu_ms"}
@@ -29,6 +33,13 @@ def test_bench_scan_writes_report(tmp_path: Path, toy_model_path: Path, capsys: 
     md = (tmp_path / "bench-scan.md").read_text()
     assert md in out and "plain decode (Pillow, baseline)" in md
     assert "every stream encoder run (baseline)" in md and "at least one such stream" in md
+    rows = hosts.read_record(tmp_path / hosts.RECORD_JSON)
+    assert rows[0] == _foreign_row()  # the other CPU's row is untouched
+    assert rows[1] == hosts.row_from_report(report)
+    assert rows[1]["p95_ms"] == report["latency_ms"]["total_ms"]["p95"]
+    assert rows[1]["throughput_images_per_s"] == report["throughput_images_per_s"]["2 workers (processes)"]
+    record_md = (tmp_path / hosts.RECORD_MARKDOWN).read_text()
+    assert record_md == hosts.render_record(rows) and "Example CPU family 1 model 2 stepping 3, 2 CPUs" in record_md
 
 
 def test_bench_scan_refuses_tiny_runs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -65,25 +76,6 @@ def _foreign_row(**changes: object) -> dict[str, object]:
                load_average_1min=[0.1, 0.2], target_p95_ms=5.0, target_images_per_s=400.0)
     row.update(changes)
     return row
-
-
-def test_bench_scan_adds_its_cpu_to_the_record_and_keeps_the_others(
-    tmp_path: Path, toy_model_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from v4runtime.bench import hosts
-
-    (tmp_path / hosts.RECORD_JSON).write_text(hosts.dump_record([_foreign_row()]))
-    code = main(["bench", "scan", "--images", "20", "--model", str(toy_model_path), "--out-dir", str(tmp_path)])
-    assert code == 0 and "holds 2 CPU(s)" in capsys.readouterr().out
-    rows = hosts.read_record(tmp_path / hosts.RECORD_JSON)
-    report = json.loads((tmp_path / "bench-scan.json").read_text())
-    assert rows[0] == _foreign_row()  # the other CPU's row is untouched
-    ours = rows[1]
-    assert ours == hosts.row_from_report(report)
-    assert ours["p95_ms"] == report["latency_ms"]["total_ms"]["p95"]
-    assert ours["throughput_images_per_s"] == report["throughput_images_per_s"]["2 workers (processes)"]
-    md = (tmp_path / hosts.RECORD_MARKDOWN).read_text()
-    assert md == hosts.render_record(rows) and "Example CPU family 1 model 2 stepping 3, 2 CPUs" in md
 
 
 def test_bench_scan_refuses_a_damaged_record_before_measuring(
