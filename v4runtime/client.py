@@ -62,6 +62,9 @@ class ClientCounters:
     """Batches that failed all their attempts (their events went back to the buffer when it had room)."""
     buffered: int = 0
     """Events waiting in the buffer now."""
+    in_flight: int = 0
+    """Events in a request to the server now (after a close: a request the server has not answered
+    yet; its events are counted as sent or dropped when it ends)."""
 
 
 def _event(event: InferenceEvent | Mapping[str, Any] | None, fields: Mapping[str, Any]) -> InferenceEvent:
@@ -161,6 +164,15 @@ def _drop_rejected(
     return keep
 
 
+def _report_unsent(held: int, in_flight: int, timeout: float) -> None:
+    """Log what a close could not send in its time, so a shutdown never loses events unseen."""
+    if held or in_flight:
+        log.warning(
+            "monitoring client closed after %g s with events unsent: %d dropped, %d in a request still out "
+            "(dropped unless it succeeds)", timeout, held, in_flight,
+        )
+
+
 class _Buffer:
     """Bounded FIFO of events shared by ``log`` and the sender (thread-safe)."""
 
@@ -169,10 +181,11 @@ class _Buffer:
         self.items: deque[InferenceEvent] = deque()
         self.lock = threading.Lock()
         self.counters = ClientCounters()
+        self.closed = False
 
     def push(self, event: InferenceEvent) -> bool:
         with self.lock:
-            if len(self.items) >= self.capacity:
+            if self.closed or len(self.items) >= self.capacity:
                 self.counters.dropped += 1
                 return False
             self.items.append(event)
@@ -185,10 +198,21 @@ class _Buffer:
     def give_back(self, events: list[InferenceEvent]) -> None:
         """Return an unsent batch to the front; what does not fit is dropped."""
         with self.lock:
-            room = self.capacity - len(self.items)
+            room = 0 if self.closed else self.capacity - len(self.items)
             keep = events[:room] if room > 0 else []
             self.counters.dropped += len(events) - len(keep)
             self.items.extendleft(reversed(keep))
+
+    def close(self) -> int:
+        """Take no more events: those held now, and a batch still being sent that fails later,
+        count as dropped (under the lock, so no event is lost between the sender and ``close``).
+        Returns how many were held."""
+        with self.lock:
+            self.closed = True
+            held = len(self.items)
+            self.counters.dropped += held
+            self.items.clear()
+            return held
 
     def __len__(self) -> int:
         return len(self.items)
@@ -211,13 +235,20 @@ class _Base:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self._buffer = _Buffer(max_buffer)
+        self._inflight = 0  # events of the batch the sender has out now
         self._warned_invalid = False
 
     @property
     def counters(self) -> ClientCounters:
         """A snapshot of the sender's counters."""
         c = self._buffer.counters
-        return ClientCounters(c.sent, c.dropped, c.invalid, c.retries, c.failed_batches, len(self._buffer))
+        return ClientCounters(c.sent, c.dropped, c.invalid, c.retries, c.failed_batches, len(self._buffer), self._inflight)
+
+    def _drop_crashed(self, batch: list[InferenceEvent]) -> bool:
+        """Count a batch whose send raised unexpectedly as dropped (sent again, it would fail again)."""
+        log.exception("monitoring client: sending %d events failed unexpectedly (dropped)", len(batch))
+        self._buffer.counters.dropped += len(batch)
+        return False
 
     def _push(self, event: InferenceEvent | Mapping[str, Any] | None, fields: Mapping[str, Any]) -> bool:
         try:
@@ -278,7 +309,6 @@ class MonitoringClient(_Base):
         self._sender_http = httpx.Client(headers=self.headers, timeout=timeout, transport=transport)
         self._wake = threading.Condition()
         self._closing = False
-        self._inflight = 0
         self._thread = threading.Thread(target=self._run, name="v4-monitoring-client", daemon=True)
         self._thread.start()
 
@@ -315,20 +345,32 @@ class MonitoringClient(_Base):
         return not len(self._buffer) and not self._inflight
 
     def close(self, timeout: float = 5.0) -> None:
-        """Flush (bounded by ``timeout``), stop the sender, and count what stayed unsent as dropped."""
+        """Flush and stop the sender within ``timeout`` seconds in all; what stayed unsent counts as dropped.
+
+        A batch whose request is still out when the time is up (a monitoring API that accepts
+        connections and never answers) is counted as dropped once that request fails.
+        """
         if self._closing:
             return
+        deadline = time.monotonic() + timeout
         self.flush(timeout)
         self._closing = True
         with self._wake:
             self._wake.notify()
-        self._thread.join(timeout)
-        leftover = self._buffer.take(len(self._buffer))
-        self._buffer.counters.dropped += len(leftover)
+        # One budget for both waits: a dead API must not make close() take twice its timeout.
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        _report_unsent(self._buffer.close(), self._inflight, timeout)
         self._http.close()
-        self._sender_http.close()
+        # The sender's own HTTP client is closed by the sender as it ends: closing it here, under a
+        # request still out, would make that request raise and lose its batch from the counters.
 
     def _run(self) -> None:
+        try:
+            self._send_until_closed()
+        finally:
+            self._sender_http.close()
+
+    def _send_until_closed(self) -> None:
         while not self._closing:
             with self._wake:
                 if len(self._buffer) < self.batch_size:
@@ -338,6 +380,8 @@ class MonitoringClient(_Base):
                 self._inflight = len(batch)
                 try:
                     ok = self._send(batch)
+                except Exception:  # a bug or a broken transport must not end the sender thread
+                    ok = self._drop_crashed(batch)
                 finally:
                     self._inflight = 0
                 if not ok:
@@ -467,7 +511,6 @@ class AsyncMonitoringClient(_Base):
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._closing = False
-        self._inflight = 0
 
     async def __aenter__(self) -> AsyncMonitoringClient:
         self._ensure_task()
@@ -505,7 +548,8 @@ class AsyncMonitoringClient(_Base):
         return not len(self._buffer) and not self._inflight
 
     async def aclose(self, timeout: float = 5.0) -> None:
-        """Flush (bounded by ``timeout``) and stop; unsent events count as dropped."""
+        """Flush (bounded by ``timeout``) and stop; unsent events, including a batch whose request
+        was still out, count as dropped."""
         if self._closing:
             return
         await self.flush(timeout)
@@ -514,8 +558,7 @@ class AsyncMonitoringClient(_Base):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        leftover = self._buffer.take(len(self._buffer))
-        self._buffer.counters.dropped += len(leftover)
+        _report_unsent(self._buffer.close(), 0, timeout)
         await self._http.aclose()
 
     async def _run(self) -> None:
@@ -529,6 +572,8 @@ class AsyncMonitoringClient(_Base):
                 self._inflight = len(batch)
                 try:
                     ok = await self._send(batch)
+                except Exception:  # a bug or a broken transport must not end the sender task
+                    ok = self._drop_crashed(batch)
                 finally:
                     self._inflight = 0
                 if not ok:
@@ -538,26 +583,30 @@ class AsyncMonitoringClient(_Base):
     async def _send(self, batch: list[InferenceEvent]) -> bool:
         counters = self._buffer.counters
         attempt = trims = 0
-        while True:
-            response = None
-            try:
-                response = await self._http.post(f"{self.api_url}/metrics/log", json=_payload(batch))
-                if response.status_code == 202:
-                    counters.sent += len(batch)
-                    return True
-                if response.status_code not in _RETRY_STATUS:
-                    batch = _drop_rejected(batch, response, counters, trims)
-                    if batch:
-                        trims += 1
-                        continue
-                    return True
-            except httpx.HTTPError:
-                pass
-            if attempt >= self.max_retries:
-                break
-            counters.retries += 1
-            await asyncio.sleep(_delay(attempt, self.backoff, self.max_backoff, response))
-            attempt += 1
+        try:
+            while True:
+                response = None
+                try:
+                    response = await self._http.post(f"{self.api_url}/metrics/log", json=_payload(batch))
+                    if response.status_code == 202:
+                        counters.sent += len(batch)
+                        return True
+                    if response.status_code not in _RETRY_STATUS:
+                        batch = _drop_rejected(batch, response, counters, trims)
+                        if batch:
+                            trims += 1
+                            continue
+                        return True
+                except httpx.HTTPError:
+                    pass
+                if attempt >= self.max_retries:
+                    break
+                counters.retries += 1
+                await asyncio.sleep(_delay(attempt, self.backoff, self.max_backoff, response))
+                attempt += 1
+        except asyncio.CancelledError:
+            self._buffer.give_back(batch)  # aclose() cancelled the send: it counts these as dropped
+            raise
         counters.failed_batches += 1
         self._buffer.give_back(batch)
         return False

@@ -142,10 +142,10 @@ def create_scan_app(
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        sent = dropped = invalid = buffered = 0
+        sent = dropped = invalid = buffered = in_flight = 0
         if monitor is not None:
             c = monitor.counters
-            sent, dropped, invalid, buffered = c.sent, c.dropped, c.invalid, c.buffered
+            sent, dropped, invalid, buffered, in_flight = c.sent, c.dropped, c.invalid, c.buffered, c.in_flight
         return {
             "status": "ok",
             "version": __version__,
@@ -157,6 +157,7 @@ def create_scan_app(
                 **counters,
                 "monitor_events_sent": sent,
                 "monitor_events_buffered": buffered,
+                "monitor_events_in_flight": in_flight,
                 "monitor_events_dropped": dropped,
                 "monitor_events_invalid": invalid,
             },
