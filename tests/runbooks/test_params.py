@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from v4runtime.errors import RunbookError
+from v4runtime.runbooks.arithmetic import arithmetic_context
 from v4runtime.runbooks.loader import load_file
 from v4runtime.runbooks.model import Param, Runbook, Step, Verify
 from v4runtime.runbooks.params import mask, parse_assignments, resolve, substitute
@@ -234,3 +235,89 @@ def test_validation_refuses_a_command_whose_quoting_cannot_be_proven(tmp_path) -
     problem = info.value.problems[0]
     assert (problem.step, problem.field) == ("'s' (#1)", "rollback")
     assert "cannot prove how placeholder {{ v }} is quoted" in problem.message
+
+
+ARITHMETIC = [
+    "if [[ {{ v }} -gt 0 ]]; then echo yes; fi",
+    "[[ 0 -lt \"{{ v }}\" ]] && echo yes",
+    "echo $(( {{ v }} + 1 ))",
+    "(( {{ v }} > 0 )) && echo yes",
+    "let n={{ v }} && echo $n",
+    "declare -i k={{ v }}; echo $k",
+    "a=(1 2); echo ${a[{{ v }}]}",
+    "s=abcdef; echo ${s:{{ v }}}",
+    "echo $[ {{ v }} ]",
+]
+ARITHMETIC_IDS = ["double-bracket-test", "quoted-operand", "arithmetic-expansion", "arithmetic-command", "let",
+                  "declare-i", "array-subscript", "substring-offset", "old-arithmetic"]
+
+
+@pytest.mark.parametrize("template", ARITHMETIC, ids=ARITHMETIC_IDS)
+@pytest.mark.parametrize("hostile", ["x[$(touch pwned)]", "$(touch pwned)", "x[`touch pwned`]", "y"])
+def test_arithmetic_contexts_take_only_numbers(template: str, hostile: str) -> None:
+    # Quoting does not protect a value bash evaluates as a number: before, the first three ran `touch`.
+    with pytest.raises(RunbookError) as info:
+        substitute(template, resolve(book(Param(name="v", description="d")), {"v": hostile}), {})
+    message = str(info.value)
+    assert "where bash evaluates text as code" in message or "array subscript with an expansion" in message
+
+
+@pytest.mark.parametrize("template", ARITHMETIC, ids=ARITHMETIC_IDS)
+def test_a_number_runs_in_every_arithmetic_context(template: str) -> None:
+    params = resolve(book(Param(name="v", description="d", type="integer")), {"v": "1"})
+    out = subprocess.run(["bash", "-c", substitute(template, params, {})], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() in {"yes", "1", "2", "bcdef"}, out.stderr
+
+
+def test_a_secret_never_stands_in_an_arithmetic_context() -> None:
+    params = resolve(book(Param(name="v", description="d", type="integer", secret=True)), {"v": "7"})
+    with pytest.raises(RunbookError, match=r"parameter 'v': \*\*\* stands in \$\(\( \)\)"):
+        substitute("echo $(( {{ v }} + 1 ))", params, {})
+
+
+def test_a_value_holding_a_subscript_expansion_is_refused_wherever_it_goes(tmp_path) -> None:
+    # Stored in a variable, a value can still reach arithmetic later, where no placeholder shows it.
+    later = 'x={{ v }}; echo $((x))'
+    assert arithmetic_context(later, later.index("{{"), later.index("}}") + 2) is None
+    hostile = "a[$(touch pwned)]"
+    assert subprocess.run(["bash", "-c", f"x='{hostile}'; echo $((x))"], cwd=tmp_path, capture_output=True).returncode == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["pwned"]  # what the refusal below prevents
+    with pytest.raises(RunbookError, match="array subscript with an expansion"):
+        resolve(book(Param(name="v", description="d")), {"v": hostile})
+    assert resolve(book(Param(name="v", description="d")), {"v": "[a-z]+$"}).values["v"] == "[a-z]+$"
+
+
+def test_ordinary_commands_next_to_arithmetic_are_unaffected() -> None:
+    params = resolve(book(Param(name="v", description="d")), {"v": "big world"})
+    for template in ["n=$((1 + 2)); echo {{ v }}", "[[ {{ v }} == x ]] || echo {{ v }}", "printf '%s' \"${U:-{{ v }}}\"",
+                     "test {{ v }} = a || echo {{ v }}"]:
+        assert "'big world'" in substitute(template, params, {}) or "big world" in substitute(template, params, {})
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf"])
+def test_non_finite_numbers_are_refused(value: str) -> None:
+    b = book(Param(name="pct", description="d", type="number", minimum=0, maximum=100))
+    with pytest.raises(RunbookError, match="is not a finite number"):
+        resolve(b, {"pct": value})  # before: 'nan' passed minimum 0 and maximum 100
+
+
+def test_validation_asks_for_a_numeric_type_in_arithmetic(tmp_path) -> None:
+    text = """
+        title: T
+        purpose: P
+        params:
+          replicas: {description: d, default: "2"TYPE}
+        steps:
+          - id: scale
+            description: d
+            run: if [[ {{ replicas }} -gt 0 ]]; then echo "keeping {{ replicas }}"; fi
+            verify: {expect: keeping}
+        """
+    with pytest.raises(RunbookValidationError) as info:
+        load_file(write_runbook(tmp_path, "arith", text.replace("TYPE", "")))
+    problem = info.value.problems[0]
+    assert (problem.step, problem.field) == ("'scale' (#1)", "run")
+    assert "placeholder {{ replicas }} stands in a numeric test (-gt)" in problem.message
+    assert "type: integer" in problem.message
+    book_ = load_file(write_runbook(tmp_path, "arith", text.replace("TYPE", ", type: integer")))
+    assert book_.params[0].type == "integer"

@@ -79,8 +79,27 @@ def test_schema_is_package_data_and_strict() -> None:
             "id",
             "duplicate step id (first used by step #1)",
         ),
+        (
+            "  - id: hang\n    description: d\n    run: sleep 30\n    verify: {exit_code: 0}\n    timeout: .nan\n",
+            "step 'hang' (#2)",
+            "timeout",
+            "nan is not a finite number",  # before: valid, and a step that never timed out
+        ),
+        (
+            "  - id: poll\n    description: d\n    run: 'true'\n    verify: {run: 'false', attempts: 3, interval: .nan}\n",
+            "step 'poll' (#2)",
+            "verify.interval",
+            "nan is not a finite number",  # before: valid, then a ValueError traceback with no rollback
+        ),
+        (
+            "  - id: blank\n    description: '   '\n    run: 'true'\n    verify: {exit_code: 0}\n",
+            "step 'blank' (#2)",
+            "description",
+            "must not be blank",  # before: valid, then `runbook show` crashed
+        ),
     ],
-    ids=["missing-verify", "bad-timeout", "unknown-field", "bad-regex", "bad-id", "unknown-param", "duplicate-id"],
+    ids=["missing-verify", "bad-timeout", "unknown-field", "bad-regex", "bad-id", "unknown-param", "duplicate-id",
+         "nan-timeout", "nan-interval", "blank-description"],
 )
 def test_malformed_step_names_file_step_and_field(
     tmp_path: Path, body: str, step: str, field: str, message: str
@@ -104,6 +123,14 @@ def test_bad_parameter_default_is_rejected(tmp_path: Path) -> None:
     text = "title: T\npurpose: P\nparams:\n  n:\n    description: d\n    type: integer\n    default: many\n"
     path = write_runbook(tmp_path, "param", text + "steps:\n" + GOOD_STEP.lstrip("\n"))
     with pytest.raises(RunbookValidationError, match=r"field 'params.n.default': parameter 'n': 'many' is not"):
+        load_file(path)
+
+
+def test_an_enum_item_of_another_type_is_rejected(tmp_path: Path) -> None:
+    # Before: valid, and then `--param port=8400` failed with "'8400' is not one of: 8400, 8401".
+    text = 'title: T\npurpose: P\nparams:\n  port: {description: d, type: integer, enum: ["8400", 8401]}\n'
+    path = write_runbook(tmp_path, "enum", text + "steps:\n" + GOOD_STEP.lstrip("\n"))
+    with pytest.raises(RunbookValidationError, match=r"field 'params.port.enum': '8400' is not of type integer"):
         load_file(path)
 
 

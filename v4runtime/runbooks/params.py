@@ -5,19 +5,22 @@ to where it stands: outside quotes as one ``shlex.quote``-d shell word, inside d
 backslash-escaped; inside single quotes, backticks or a here-document it is refused (validation error).
 The context is found by a small lexer that follows bash (a ``case`` pattern's ``)`` inside ``$( )``
 does not close it); a command it cannot read with certainty has its placeholders refused too.
-So a value can never inject shell syntax. A secret parameter is never written into a command
+So a value can never inject shell syntax (where bash evaluates text as a number, see
+:mod:`v4runtime.runbooks.arithmetic`). A secret parameter is never written into a command
 at all: it is passed in the environment and the placeholder becomes ``"$RB_NAME"``, so the
 value stays out of ``ps``, the printed command, the command digest and the audit log.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from v4runtime.errors import RunbookError
+from v4runtime.runbooks.arithmetic import NUMBER, arithmetic_context, subscript_expansion
 from v4runtime.runbooks.model import Param, ParamValue, Runbook
 
 #: ``{{ name }}`` placeholders in commands.
@@ -87,6 +90,13 @@ def coerce(param: Param, raw: ParamValue) -> ParamValue:
         raise RunbookError(f"parameter {param.name!r}: {shown} is not a valid {param.type}") from None
     if "\0" in _text(value):  # cannot travel in a command line or the environment
         raise RunbookError(f"parameter {param.name!r}: {shown} contains a NUL byte")
+    if isinstance(value, float) and not math.isfinite(value):  # NaN passes every range check
+        raise RunbookError(f"parameter {param.name!r}: {shown} is not a finite number")
+    if subscript_expansion(_text(value)):
+        raise RunbookError(
+            f"parameter {param.name!r}: {shown} holds an array subscript with an expansion ([...$...]), "
+            "which bash would run as a command wherever the value is evaluated as a number"
+        )
     if param.enum is not None and value not in param.enum:
         allowed = ", ".join(_text(v) for v in param.enum)
         raise RunbookError(f"parameter {param.name!r}: {shown} is not one of: {allowed}")
@@ -372,6 +382,7 @@ def substitute(command: str, params: ResolvedParams, builtins: Mapping[str, str]
     last = 0
     for match, context in _placeholder_contexts(command):
         name = match.group(1)
+        _check_arithmetic(command, match, params, builtins)
         if name in params.secrets:
             value = f"${{{env_name(name)}}}" if context == "double" else f'"${env_name(name)}"'
         elif name in params.values or name in builtins:
@@ -387,6 +398,35 @@ def substitute(command: str, params: ResolvedParams, builtins: Mapping[str, str]
         parts.append(command[last : match.start()] + value)
         last = match.end()
     return "".join(parts) + command[last:]
+
+
+def _check_arithmetic(command: str, match: re.Match[str], params: ResolvedParams, builtins: Mapping[str, str]) -> None:
+    """Refuse anything but a number for a placeholder where bash evaluates text as arithmetic."""
+    construct = arithmetic_context(command, match.start(), match.end())
+    if construct is None:
+        return
+    name = match.group(1)
+    text = _text(params.values[name]) if name in params.values else builtins.get(name, "")
+    if name in params.secrets or name in builtins or not NUMBER.fullmatch(text):
+        shown = MASK if name in params.secrets else repr(text)
+        raise RunbookError(
+            f"parameter {name!r}: {shown} stands in {construct}, where bash evaluates text as code: "
+            "only a number can go there (declare the parameter `type: integer` or `type: number`)"
+        )
+
+
+def arithmetic_problems(command: str, numeric: Iterable[str]) -> list[str]:
+    """Placeholders in an arithmetic context whose parameter is not a plain ``integer``/``number``."""
+    allowed = set(numeric)
+    problems = []
+    for match in PLACEHOLDER.finditer(command):
+        construct = arithmetic_context(command, match.start(), match.end())
+        if construct is not None and match.group(1) not in allowed:
+            problems.append(
+                f"placeholder {match.group(0)} stands in {construct}, where bash evaluates text as code: "
+                "declare its parameter `type: integer` or `type: number` (and not secret)"
+            )
+    return problems
 
 
 def mask(text: str, secrets: Iterable[str]) -> str:

@@ -8,6 +8,7 @@ minimum of 0``.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -16,7 +17,13 @@ from typing import Any
 
 from v4runtime.errors import RunbookError
 from v4runtime.runbooks.model import Param, Runbook, Step, Verify
-from v4runtime.runbooks.params import BUILTINS, coerce, placeholder_problems, placeholders
+from v4runtime.runbooks.params import (
+    BUILTINS,
+    arithmetic_problems,
+    coerce,
+    placeholder_problems,
+    placeholders,
+)
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,23 @@ def _schema_problems(data: Any, file: str) -> list[Problem]:
             extra = re.findall(r"'([^']+)'", detail.message.split("(")[-1])
             if extra:
                 field = f"{field}.{extra[0]}" if field else extra[0]
-        problems.append(Problem(file, step, field, detail.message))
+        message = "must not be blank" if detail.validator == "pattern" and detail.validator_value == r"\S" else detail.message
+        problems.append(Problem(file, step, field, message))
+    return problems
+
+
+def _non_finite_problems(data: Any, file: str) -> list[Problem]:
+    """YAML's ``.nan``/``.inf``: every range check passes NaN (a timeout that never fires)."""
+    problems = []
+
+    def walk(value: Any, path: list[Any]) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(Problem(file, *_locate(data, path), f"{value!r} is not a finite number"))
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, item in items:
+            walk(item, [*path, key])
+
+    walk(data, [])
     return problems
 
 
@@ -103,11 +126,16 @@ def _semantic_problems(data: dict[str, Any], file: str) -> list[Problem]:
     for name, spec in params.items():
         if name in BUILTINS:
             problems.append(Problem(file, None, f"params.{name}", f"{name!r} is reserved by the runner"))
+        for value in spec.get("enum") or []:
+            if not _is_of_type(value, spec.get("type", "string")):
+                problems.append(Problem(file, None, f"params.{name}.enum",
+                                        f"{value!r} is not of type {spec.get('type', 'string')}: no --param value could match it"))
         if "default" in spec:
             try:
                 coerce(Param(name=name, **spec), spec["default"])
             except RunbookError as exc:
                 problems.append(Problem(file, None, f"params.{name}.default", str(exc)))
+    numeric = {n for n, spec in params.items() if spec.get("type") in ("integer", "number") and not spec.get("secret")}
     seen: dict[str, int] = {}
     for index, step in enumerate(data["steps"]):
         label = _step_label(data, index)
@@ -120,11 +148,19 @@ def _semantic_problems(data: dict[str, Any], file: str) -> list[Problem]:
             for name in placeholders(command or ""):
                 if name not in params and name not in BUILTINS:
                     problems.append(Problem(file, label, field, f"unknown parameter {{{{ {name} }}}}"))
-            for message in placeholder_problems(command or ""):
+            for message in [*placeholder_problems(command or ""), *arithmetic_problems(command or "", numeric)]:
                 problems.append(Problem(file, label, field, message))
             if "\0" in (command or ""):
                 problems.append(Problem(file, label, field, "contains a NUL byte, which a command cannot hold"))
     return problems
+
+
+def _is_of_type(value: Any, kind: str) -> bool:
+    """Whether an enum item is already a value of the parameter's type (what ``coerce`` returns)."""
+    if isinstance(value, bool) or kind == "boolean":
+        return isinstance(value, bool) and kind == "boolean"
+    return {"string": isinstance(value, str), "integer": isinstance(value, int),
+            "number": isinstance(value, int | float)}.get(kind, False)
 
 
 def validate(data: Any, file: str, name: str) -> Runbook:
@@ -138,7 +174,7 @@ def validate(data: Any, file: str, name: str) -> Runbook:
     Raises:
         RunbookValidationError: listing every problem with file, step and field.
     """
-    problems = _schema_problems(data, file)
+    problems = _non_finite_problems(data, file) or _schema_problems(data, file)
     if not problems:
         problems = _semantic_problems(data, file)
     if problems:
