@@ -96,6 +96,8 @@ def test_gate_assigns_each_fence(tmp_path: Path) -> None:
         ('```bash exempt="x"\nls\n```', "attribute form"),
         ('```{.python exempt="slow"}\nx = 1\n```', "lacks `notest`"),
         ("```zsh\nls\n```", "no collector runs `zsh`"),
+        ("```bash-session\n$ ls\n```", "no collector runs `bash-session`"),  # before: passed, unrun
+        ("```ruby\nputs 1\n```", "no collector runs `ruby`"),
         ("```\nls\n```", "has no language"),
     ],
 )

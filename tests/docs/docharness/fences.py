@@ -19,8 +19,10 @@ BASH_LANGS = frozenset({"bash", "sh", "shell"})
 CONSOLE_LANGS = frozenset({"console"})
 #: Languages the gate covers: each such fence must run or carry ``exempt="reason"``.
 EXECUTABLE_LANGS = PYTHON_LANGS | BASH_LANGS | CONSOLE_LANGS
-#: Shell-like languages no collector runs: allowed only with an exemption.
-UNRUN_SHELL_LANGS = frozenset({"zsh", "fish", "shell-session", "pycon", "ipython", "powershell", "ps1", "bat", "cmd"})
+#: Languages of data and output, which nothing runs. Every other language is code: it must run or
+#: carry an exemption (an allow-list, so a new shell dialect such as `bash-session` cannot slip by).
+DATA_LANGS = frozenset({"text", "txt", "plaintext", "output", "json", "yaml", "yml", "toml", "ini", "csv",
+                        "markdown", "md", "mermaid", "html", "xml", "diff", "jinja", "log"})
 
 _OPEN = re.compile(r"^(?P<quote>(?:[ \t]*>)*)(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _QUOTE = re.compile(r"^[ \t]*> ?")
@@ -53,7 +55,7 @@ class Fence:
 
     @property
     def executable(self) -> bool:
-        return self.lang in EXECUTABLE_LANGS or self.lang in UNRUN_SHELL_LANGS
+        return self.lang not in DATA_LANGS
 
     def where(self, root: Path | None = None) -> str:
         """``docs/page.md:LINE`` (relative to root when given)."""

@@ -16,7 +16,6 @@ from docharness.fences import (
     CONSOLE_LANGS,
     EXECUTABLE_LANGS,
     PYTHON_LANGS,
-    UNRUN_SHELL_LANGS,
     Fence,
     find_fences,
     markdown_docs_lines,
@@ -53,8 +52,9 @@ def classify(fence: Fence, md_lines: set[int]) -> Verdict:
         if fence.line in md_lines:
             return Verdict(error="exempt Python fence lacks `notest`: pytest-markdown-docs would still run it")
         return Verdict(exempt=reason.strip())
-    if fence.lang in UNRUN_SHELL_LANGS:
-        return Verdict(error=f"no collector runs `{fence.lang}` fences: use bash/console or exempt it")
+    if fence.lang not in EXECUTABLE_LANGS:
+        return Verdict(error=f"no collector runs `{fence.lang}` fences: use bash/console/python, a data language "
+                             "(text, json, yaml, ...) or exempt it")
     if fence.lang in PYTHON_LANGS:
         if fence.line in md_lines:
             return Verdict(runner=MARKDOWN_DOCS)
