@@ -290,7 +290,8 @@ def test_a_value_holding_a_subscript_expansion_is_refused_wherever_it_goes(tmp_p
 def test_ordinary_commands_next_to_arithmetic_are_unaffected() -> None:
     params = resolve(book(Param(name="v", description="d")), {"v": "big world"})
     for template in ["n=$((1 + 2)); echo {{ v }}", "[[ {{ v }} == x ]] || echo {{ v }}", "printf '%s' \"${U:-{{ v }}}\"",
-                     "test {{ v }} = a || echo {{ v }}"]:
+                     "test {{ v }} = a || echo {{ v }}", "test \"$(wc -l < {{ v }})\" -ge 3 || echo {{ v }}",
+                     "[ -n {{ v }} ] && [ 1 -gt 0 ] && echo {{ v }}"]:
         assert "'big world'" in substitute(template, params, {}) or "big world" in substitute(template, params, {})
 
 

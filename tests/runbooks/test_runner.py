@@ -608,14 +608,14 @@ steps:
 """
 
 
-def test_second_run_of_a_runbook_is_refused_until_the_first_dies(tmp_path: Path) -> None:
+def test_second_run_is_refused_until_the_first_and_its_step_are_gone(tmp_path: Path) -> None:
     write_runbook(tmp_path, "hold", HOLD)
     write_runbook(tmp_path, "other", HOLD.replace("title: Hold", "title: Other"))
     log, started = tmp_path / "audit.jsonl", tmp_path / "started"
     first = subprocess.Popen(
         [sys.executable, "-m", "v4runtime.runbooks", "run", "hold", "-p", f"dir={tmp_path}", "-p", "wait=300"],
         cwd=tmp_path,
-        env={**os.environ, "V4_RUNBOOK_LOG": str(log)},
+        env={**os.environ, "V4_RUNBOOK_LOG": str(log), "TMPDIR": str(tmp_path)},  # SIGKILLed: leaves its run dir
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -640,7 +640,17 @@ def test_second_run_of_a_runbook_is_refused_until_the_first_dies(tmp_path: Path)
         first.wait(timeout=30)
         assert alive(orphan), "the step should outlive its SIGKILLed runner (own session)"
         third = cli(["run", "hold", "-p", f"dir={tmp_path}", "-p", "wait=0"], cwd=tmp_path, log=log)
-        assert third.returncode == 0, third.stdout + third.stderr  # the orphaned step did not inherit the lock
+        assert third.returncode == 75, third.stdout + third.stderr  # its step still runs: still one run at a time
+        assert "a step of an earlier run is still running (the run command of step 'hold'" in third.stderr
+        assert f"process group {orphan}), but its runner (PID {first.pid}) is gone" in third.stderr
+        assert f"kill -- -{orphan}" in third.stderr and third.stdout == ""
+        assert len(started.read_text().split()) == 1
+        os.killpg(orphan, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while alive(orphan) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        fourth = cli(["run", "hold", "-p", f"dir={tmp_path}", "-p", "wait=0"], cwd=tmp_path, log=log)
+        assert fourth.returncode == 0, fourth.stdout + fourth.stderr  # the step is gone: the lock is free
         assert len(started.read_text().split()) == 2
     finally:
         first.kill()

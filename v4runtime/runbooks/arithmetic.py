@@ -24,6 +24,8 @@ NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 #: ``name[ ... $ or ` ... ]``: a subscript whose expansion bash runs when the text is evaluated as a number.
 _SUBSCRIPT_EXPANSION = re.compile(r"\[[^\]]*[$`][^\]]*\]")
 _ARITHMETIC_TEST = re.compile(r"-(?:eq|ne|lt|le|gt|ge)")
+#: Characters that end a shell word (a command substitution's ``)`` included).
+_WORD_END = frozenset(" \t\n;&|<>()`")
 #: Where a new simple command starts (a segment boundary for ``let`` and ``declare -i``).
 _SEGMENT_BREAK = re.compile(r"[;&|\n(){}]|\b(?:then|do|else|elif|if|while|until|time)\b")
 _LET = re.compile(r"\s*(?:!\s*)?let\s")
@@ -62,10 +64,10 @@ def _spans(command: str) -> list[tuple[int, int, str]]:
 
 
 def _neighbours(command: str, start: int, end: int) -> tuple[str, str]:
-    """The whitespace-separated tokens just before and just after the word holding ``[start, end)``."""
-    while start > 0 and not command[start - 1].isspace():
+    """The tokens just before and just after the shell word holding ``[start, end)``."""
+    while start > 0 and command[start - 1] not in _WORD_END:
         start -= 1
-    while end < len(command) and not command[end].isspace():
+    while end < len(command) and command[end] not in _WORD_END:
         end += 1
     before, after = command[:start].split(), command[end:].split()
     return (before[-1] if before else "", after[0] if after else "")
@@ -76,10 +78,11 @@ def arithmetic_context(command: str, start: int, end: int) -> str | None:
     for span_start, span_end, name in _spans(command):
         if span_start <= start and end <= span_end:
             return name
-    for token in _neighbours(command, start, end):
-        if _ARITHMETIC_TEST.fullmatch(token.strip("\"'")):
-            return f"a numeric test ({token.strip(chr(34) + chr(39))})"
     head = command[:start]
+    if head.count("[[") > head.count("]]"):  # `[ a -gt b ]` and `test` only compare: they run nothing
+        for token in _neighbours(command, start, end):
+            if _ARITHMETIC_TEST.fullmatch(token.strip("\"'")):
+                return f"a numeric test ({token.strip(chr(34) + chr(39))})"
     segment = _SEGMENT_BREAK.split(head)[-1]
     if _LET.match(segment):
         return "let"

@@ -10,7 +10,10 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from v4runtime.runbooks.runner import RunResult
 
 
 def register(subparsers: Any) -> None:
@@ -56,7 +59,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--run", metavar="ID", help="only events of this run (a prefix of the id is enough)")
     p.add_argument("--log", type=Path, help="audit log file (default: $V4_RUNBOOK_LOG or ~/.local/state/...)")
     p.add_argument("--json", action="store_true", help="print the raw JSON lines")
-    p.add_argument("--last", type=int, default=0, metavar="N", help="only the last N events")
+    p.add_argument("--last", type=_positive, metavar="N", help="only the last N events (N >= 1)")
     p.set_defaults(func=cmd_log)
 
     p = with_dir(sub.add_parser("validate", help="validate runbooks against the schema"))
@@ -80,6 +83,17 @@ def register(subparsers: Any) -> None:
     p = with_dir(sub.add_parser("render", help="print the Markdown page of a runbook"))
     p.add_argument("name", help="runbook name (file stem) or path")
     p.set_defaults(func=cmd_render)
+
+
+def _positive(text: str) -> int:
+    """An argparse type: an integer of at least 1 (``--last -2`` would silently drop the first events)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def _dir(args: argparse.Namespace) -> Path:
@@ -134,11 +148,11 @@ def _brief(command: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run a runbook; returns 0, 1 (a step failed), 130 (interrupted) or 75 (already running)."""
+    """Run a runbook; returns 0, 1 (a step failed), 130 (interrupted), 75 (already running) or 74 (log failed)."""
     from v4runtime.runbooks.loader import load
     from v4runtime.runbooks.lock import RunbookLocked
     from v4runtime.runbooks.params import parse_assignments
-    from v4runtime.runbooks.runner import EXIT_LOCKED, Runner, RunOptions
+    from v4runtime.runbooks.runner import EXIT_LOCKED, EXIT_LOG_FAILED, EXIT_OK, Runner, RunOptions
 
     book = load(args.name, args.dir)
     options = RunOptions(
@@ -157,13 +171,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     except RunbookLocked as exc:
         _tell(f"error: {exc}")
         return EXIT_LOCKED
-    if result.exit_code and result.status == "rehearsed":
-        _tell(f"error: runbook {book.name!r}: a rollback failed in the drill (run {result.run_id})")
-    elif result.exit_code:
-        verb = "was interrupted at" if result.status == "interrupted" else "failed at"
-        _tell(f"error: runbook {book.name!r} {verb} step {result.failed_step!r} (run {result.run_id}; "
-              f"see `v4runtime runbook log --run {result.run_id}`)")
+    if result.log_error:
+        _tell(f"error: the audit log lacks {result.log_lost} event(s) of run {result.run_id} ({result.log_error}); "
+              "they were printed on stderr as JSON lines")
+    if result.exit_code not in (EXIT_OK, EXIT_LOG_FAILED):
+        _tell(_failure(book.name, result))
     return result.exit_code
+
+
+def _failure(name: str, result: RunResult) -> str:
+    """The closing error line of a run that failed, was interrupted, or whose rollback drill failed."""
+    if result.status == "rehearsed":
+        return f"error: runbook {name!r}: a rollback failed in the drill (run {result.run_id})"
+    verb = "was interrupted at" if result.status == "interrupted" else "failed at"
+    return (f"error: runbook {name!r} {verb} step {result.failed_step!r} (run {result.run_id}; "
+            f"see `v4runtime runbook log --run {result.run_id}`)")
 
 
 def _tell(message: str) -> None:

@@ -141,6 +141,7 @@ def run_command(
     env: Mapping[str, str],
     timeout: float,
     tick: Callable[[float], None] | None = None,
+    started: Callable[[int], None] | None = None,
 ) -> Completed:
     """Run ``command`` with bash in its own process group and return exit code and output.
 
@@ -150,6 +151,8 @@ def run_command(
         env: complete environment of the command.
         timeout: seconds before the whole process group is killed (exit code 124).
         tick: called about ten times a second with the elapsed time (progress display).
+        started: called with the command's process group id once it runs (the runner notes it in
+            its lock file, see :mod:`v4runtime.runbooks.lock`).
 
     Raises:
         Interrupted: on KeyboardInterrupt while waiting; the process group has been killed.
@@ -173,6 +176,8 @@ def run_command(
         os.close(write_fd)  # only the command's processes hold the write end now: EOF once they are gone
     capture = Capture()
     try:
+        if started is not None:
+            started(proc.pid)  # start_new_session: the pid is the group id
         timed_out = _pump(proc, read_fd, capture, start, timeout, tick)
     except KeyboardInterrupt:
         with contextlib.suppress(KeyboardInterrupt):  # a second one: kill_group escalated to SIGKILL

@@ -9,9 +9,12 @@ Semantics (also in docs/reference/runbooks.md):
   stops and rolls back: the stopped step's own ``rollback`` first (it may have partly applied;
   not for a declined step, which never ran), then the rollbacks of the completed steps in
   reverse order. Rollbacks must therefore be idempotent.
-- Every event is appended to the audit log with digests of the (masked) command and output.
+- Every event is appended to the audit log with digests of the (masked) command and output. A
+  log that cannot be written at the start refuses the run; one that fails later does not stop it
+  (nor skip a rollback): the events are printed on stderr and the exit status says so.
 - One live run of a runbook at a time: a second one is refused (:class:`~v4runtime.runbooks.lock.RunbookLocked`,
-  exit status ``EXIT_LOCKED``); a dry run takes no lock.
+  exit status ``EXIT_LOCKED``), and so is a run while a step of a runner that died still runs; a
+  dry run takes no lock.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from pathlib import Path
 from v4runtime.errors import RunbookError
 from v4runtime.runbooks.audit import AuditLog, default_path, sha256
 from v4runtime.runbooks.execute import MAX_OUTPUT, Completed, Interrupted, run_command
-from v4runtime.runbooks.lock import hold, lock_path
+from v4runtime.runbooks.lock import RunLock, hold, lock_path
 from v4runtime.runbooks.model import ParamValue, Runbook, Step
 from v4runtime.runbooks.params import ResolvedParams, mask, resolve, substitute
 from v4runtime.runbooks.progress import Progress
@@ -41,6 +44,8 @@ from v4runtime.runbooks.progress import Progress
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 #: Another run of the same runbook is in progress (sysexits' EX_TEMPFAIL: try again later).
 EXIT_LOCKED = 75
+#: The run succeeded but its audit log could not be fully written (sysexits' EX_IOERR).
+EXIT_LOG_FAILED = 74
 
 
 @dataclass
@@ -68,7 +73,7 @@ class StepOutcome:
     status: str  # passed | failed | timeout | interrupted | declined | skipped
     exit_code: int | None = None
     duration: float = 0.0
-    verify: str = "not_run"  # passed | failed | not_run
+    verify: str = "not_run"  # passed | failed | not_run | interrupted
     attempts: int = 0
     output: str = ""
 
@@ -84,15 +89,42 @@ class RunResult:
     failed_step: str | None = None
     rollbacks: list[tuple[str, int]] = field(default_factory=list)
     log_path: Path | None = None
+    #: Why the audit log could not be written, and how many events it lacks (printed on stderr instead).
+    log_error: str | None = None
+    log_lost: int = 0
 
     @property
     def exit_code(self) -> int:
-        """0 on success, dry run or a clean rollback drill; 130 when interrupted; 1 otherwise."""
+        """0 on success, dry run or a clean rollback drill; 130 when interrupted; 1 otherwise.
+
+        A run that would exit 0 exits ``EXIT_LOG_FAILED`` when its audit log is incomplete.
+        """
         if any(code != 0 for _, code in self.rollbacks):
             return EXIT_FAILED if self.status != "interrupted" else EXIT_INTERRUPTED
-        return {"succeeded": EXIT_OK, "dry_run": EXIT_OK, "rehearsed": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(
+        code = {"succeeded": EXIT_OK, "dry_run": EXIT_OK, "rehearsed": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(
             self.status, EXIT_FAILED
         )
+        return EXIT_LOG_FAILED if code == EXIT_OK and self.log_error else code
+
+
+@dataclass
+class _Attempt:
+    """One attempt at a step: its command, then (when that exited 0) its verify command."""
+
+    completed: Completed
+    verify: str = "not_run"  # passed | failed | not_run | interrupted
+    verify_done: Completed | None = None
+    verify_time: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def status(self) -> str:
+        """passed | failed | timeout | interrupted."""
+        if self.interrupted:
+            return "interrupted"
+        if self.verify == "passed":
+            return "passed"
+        return "timeout" if self.completed.timed_out else "failed"
 
 
 def new_run_id() -> str:
@@ -181,6 +213,7 @@ class Runner:
         self.run_id = new_run_id()
         self.secret_values = self.params.secret_values()
         self._signals: list[str] = []  # names of the signals received during the run, in order
+        self._lock: RunLock | None = None  # notes the running command's process group (see lock.py)
 
     # -- helpers -------------------------------------------------------------------------
     def _signal_name(self) -> str:
@@ -264,23 +297,26 @@ class Runner:
         if self.options.dry_run:  # runs and writes nothing, so it needs no lock
             return self.dry_run()
         log_path = self.options.log_path or default_path()
-        with hold(lock_path(log_path, self.runbook.name), self.runbook.name, self.run_id):
-            return self._live(log_path)
+        with hold(lock_path(log_path, self.runbook.name), self.runbook.name, self.run_id) as lock:
+            self._lock = lock
+            try:
+                return self._live(log_path)
+            finally:
+                self._lock = None
 
     def _live(self, log_path: Path) -> RunResult:
         """The live run, under the runbook's lock."""
         log = AuditLog(log_path, self.run_id, self.runbook.name)
-        run_dir = tempfile.mkdtemp(prefix=f"runbook-{self.runbook.name}-{self.run_id}-")
-        env = self._env(run_dir)
-        result = RunResult(self.run_id, self.runbook.name, "failed", log_path=log_path)
         started = time.monotonic()
-        log.event(
-            "run_start",
+        log.start(  # raises when the log cannot be written: nothing has run, nothing is left behind
             params=self.params.masked(),
             steps=[s.id for s in self.steps],
             cwd=str(self.cwd),
             mode="ci" if self.options.ci else "live",
         )
+        run_dir = tempfile.mkdtemp(prefix=f"runbook-{self.runbook.name}-{self.run_id}-")
+        env = self._env(run_dir)
+        result = RunResult(self.run_id, self.runbook.name, "failed", log_path=log_path)
         self.progress.line(
             f"runbook {self.runbook.name!r}: {len(self.steps)} step(s), run {self.run_id}, log {log_path}"
         )
@@ -312,6 +348,7 @@ class Runner:
                 duration_s=round(time.monotonic() - started, 3),
                 rollbacks=[{"step": s, "exit_code": c} for s, c in result.rollbacks],
             )
+            result.log_error, result.log_lost = log.error, log.lost
             if self.options.keep_run_dir:
                 self.progress.line(f"run directory kept: {run_dir}")
             else:
@@ -382,31 +419,12 @@ class Runner:
         verify_command = self.command(step.verify.run, run_dir) if step.verify.run else None
         outcome = StepOutcome(step.id, "failed")
         for attempt in range(1, step.retries + 2):
-            outcome.attempts = attempt
             suffix = f" (attempt {attempt}/{step.retries + 1})" if step.retries else ""
             self.progress.begin(label + suffix, command)
-            verify_done: Completed | None = None
-            verify_time = 0.0
-            try:
-                completed = run_command(command, cwd=self.cwd, env=env, timeout=step.timeout, tick=self.progress.tick)
-                if verify_command is None:
-                    ok = self._check(completed, step.verify.exit_code, step.verify.expect)
-                    verify = "passed" if ok else "failed"
-                elif completed.exit_code != 0 or completed.timed_out:
-                    ok, verify = False, "not_run"
-                else:
-                    verify_start = time.monotonic()
-                    ok, verify_done = self._verify(step, verify_command, env)
-                    verify_time = time.monotonic() - verify_start
-                    verify = "passed" if ok else "failed"
-            except Interrupted as exc:
-                completed, ok, verify = exc.completed, False, "not_run"
-                outcome.status = "interrupted"
+            tried = self._attempt(step, command, verify_command, env)
+            completed, verify_done = tried.completed, tried.verify_done
             output = self._masked(completed.output + (verify_done.output if verify_done else ""))
             total, omitted = _sizes(completed, verify_done)
-            status = outcome.status if outcome.status == "interrupted" else (
-                "passed" if ok else ("timeout" if completed.timed_out else "failed")
-            )
             log.event(
                 "step",
                 step=step.id,
@@ -414,34 +432,76 @@ class Runner:
                 command_sha256=sha256(command),
                 exit_code=completed.exit_code,
                 duration_s=round(completed.duration, 3),
-                verify=verify,
+                verify=tried.verify,
                 verify_exit_code=verify_done.exit_code if verify_done else None,
-                verify_duration_s=round(verify_time, 3) if verify_done else None,
+                verify_duration_s=round(tried.verify_time, 3) if verify_done else None,
                 output_sha256=sha256(output),
                 output_bytes=total,
                 output_omitted_bytes=omitted,
-                status=status,
+                status=tried.status,
             )
-            outcome = StepOutcome(step.id, status, completed.exit_code, completed.duration, verify, attempt, output)
-            self.progress.end(self._describe(outcome, step, verify_time if verify_done else None))
+            outcome = StepOutcome(
+                step.id, tried.status, completed.exit_code, completed.duration, tried.verify, attempt, output
+            )
+            self.progress.end(self._describe(outcome, step, tried.verify_time if verify_done else None))
             self._report_truncation(total, omitted)
-            if status in {"passed", "interrupted"}:
-                if status == "interrupted":
+            if outcome.status in {"passed", "interrupted"}:
+                if outcome.status == "interrupted":
                     log.event("interrupted", step=step.id, signal=self._signal_name())
                 return outcome
             self.progress.output(output)
         return outcome
 
+    def _attempt(self, step: Step, command: str, verify_command: str | None, env: dict[str, str]) -> _Attempt:
+        """Run the step's command, then verify it; an interrupt at any point is an interrupted attempt."""
+        try:
+            completed = self._execute(step, "run", command, env, tick=self.progress.tick)
+        except Interrupted as exc:
+            return _Attempt(exc.completed, interrupted=True)
+        if verify_command is None:
+            ok = self._check(completed, step.verify.exit_code, step.verify.expect)
+            return _Attempt(completed, "passed" if ok else "failed")
+        if completed.exit_code != 0 or completed.timed_out:
+            return _Attempt(completed)
+        verify_start = time.monotonic()
+        try:
+            ok, verify_done = self._verify(step, verify_command, env)
+        except Interrupted as exc:  # during a verify command or between two polls: the step's result stands
+            return _Attempt(completed, "interrupted", exc.completed, time.monotonic() - verify_start, interrupted=True)
+        return _Attempt(completed, "passed" if ok else "failed", verify_done, time.monotonic() - verify_start)
+
     def _verify(self, step: Step, command: str, env: dict[str, str]) -> tuple[bool, Completed]:
-        """Run the verify command, polling up to ``attempts`` times."""
+        """Run the verify command, polling up to ``attempts`` times.
+
+        Raises:
+            Interrupted: the run was interrupted, during a poll or between two (with the last poll's result).
+        """
         verify = step.verify
         for poll in range(verify.attempts):
-            completed = run_command(command, cwd=self.cwd, env=env, timeout=step.timeout)
+            completed = self._execute(step, "verify", command, env)
             if self._check(completed, verify.exit_code, verify.expect):
                 return True, completed
             if poll + 1 < verify.attempts:
-                time.sleep(verify.interval)
+                try:
+                    time.sleep(verify.interval)
+                except KeyboardInterrupt:  # our SIGTERM/SIGHUP handler raises it too
+                    raise Interrupted(completed) from None
         return False, completed
+
+    def _execute(
+        self, step: Step, what: str, command: str, env: dict[str, str], tick: Callable[[float], None] | None = None
+    ) -> Completed:
+        """``run_command`` for ``what`` (run, verify, rollback) of ``step``, noted in the lock file while it runs.
+
+        The note lets a later run see that this command still runs should the runner die (see lock.py).
+        """
+        lock = self._lock
+        started = (lambda pgid: lock.running(step.id, what, pgid)) if lock else None
+        try:
+            return run_command(command, cwd=self.cwd, env=env, timeout=step.timeout, tick=tick, started=started)
+        finally:
+            if lock:
+                lock.idle()
 
     def _describe(self, outcome: StepOutcome, step: Step, verify_time: float | None = None) -> str:
         took = f"{outcome.duration:.2f}s"
@@ -449,6 +509,8 @@ class Runner:
             return f"passed in {took} (verify passed{f' in {verify_time:.2f}s' if verify_time is not None else ''})"
         if outcome.status == "timeout":
             return f"TIMED OUT after {took} (limit {step.timeout:g}s; process group killed)"
+        if outcome.status == "interrupted" and outcome.verify == "interrupted":
+            return f"INTERRUPTED during verification (the command exited 0 in {took})"
         if outcome.status == "interrupted":
             return f"INTERRUPTED after {took} (process group killed)"
         if outcome.verify == "failed" and step.verify.run:
@@ -480,7 +542,7 @@ class Runner:
             command = self.command(step.rollback or "", run_dir)
             self.progress.begin(f"rollback {step.id}", command)
             try:
-                completed = run_command(command, cwd=self.cwd, env=env, timeout=step.timeout, tick=self.progress.tick)
+                completed = self._execute(step, "rollback", command, env, tick=self.progress.tick)
             except Interrupted as exc:  # only when signals could not be shielded (not the main thread)
                 completed = exc.completed
             output = self._masked(completed.output)

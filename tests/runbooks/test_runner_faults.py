@@ -1,0 +1,224 @@
+"""The runner when things around it break: the audit log, a killed runner, a signal mid-verify, bad options."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from v4runtime.runbooks.audit import read
+
+from .helpers import REPO, alive, cli, events, write_runbook
+
+FILL_LOG = """
+title: Full
+purpose: The audit log's disk fills up while a step runs.
+params:
+  dir:
+    description: state directory
+  log:
+    description: the audit log, which the second step turns into /dev/full
+steps:
+  - id: deploy
+    description: changes something, and can undo it
+    run: echo deploy >> {{ dir }}/order
+    verify: {exit_code: 0}
+    rollback: echo undo-deploy >> {{ dir }}/order
+  - id: migrate
+    description: every write to the log fails from now on
+    run: rm -f {{ log }}; ln -s /dev/full {{ log }}; exit STATUS
+    verify: {exit_code: 0}
+"""
+
+OK = """
+title: OK
+purpose: Passes.
+steps:
+  - id: a
+    description: says hi
+    run: echo hi
+    verify: {expect: hi}
+"""
+
+
+def _wait_for(path: Path, timeout: float = 60) -> None:
+    """Until ``path`` exists and is not empty (the machine may be loaded: a generous limit)."""
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.exists(), f"{path} never appeared"
+
+
+def _stderr_events(stderr: str) -> list[dict]:
+    """The events the runner could not write, printed on stderr as JSON lines."""
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_log_write_failure_mid_run_still_rolls_back_and_loses_no_event(tmp_path: Path) -> None:
+    write_runbook(tmp_path, "full", FILL_LOG.replace("STATUS", "3"))
+    log = tmp_path / "audit.jsonl"
+    result = cli(["run", "full", "-p", f"dir={tmp_path}", "-p", f"log={log}"], cwd=tmp_path, log=log)
+    assert result.returncode == 1, result.stdout + result.stderr  # the step failed: that still decides
+    assert (tmp_path / "order").read_text().split() == ["deploy", "undo-deploy"]
+    assert f"error: cannot write audit log {log}: No space left on device" in result.stderr
+    lost = _stderr_events(result.stderr)
+    assert [(e["event"], e.get("step")) for e in lost] == [("step", "migrate"), ("rollback", "deploy"), ("run_end", None)]
+    assert lost[-1]["status"] == "failed" and lost[-1]["rollbacks"] == [{"step": "deploy", "exit_code": 0}]
+    assert "the audit log lacks 3 event(s)" in result.stderr
+    assert "failed at step 'migrate'" in result.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_successful_run_with_an_incomplete_log_exits_74(tmp_path: Path) -> None:
+    write_runbook(tmp_path, "full", FILL_LOG.replace("STATUS", "0"))
+    log = tmp_path / "audit.jsonl"
+    result = cli(["run", "full", "-p", f"dir={tmp_path}", "-p", f"log={log}"], cwd=tmp_path, log=log)
+    assert result.returncode == 74, result.stdout + result.stderr
+    assert "succeeded" in result.stdout
+    assert [e["event"] for e in _stderr_events(result.stderr)] == ["step", "run_end"]
+
+
+def test_log_cut_off_mid_line_is_repaired_and_read_around(tmp_path: Path) -> None:
+    write_runbook(tmp_path, "ok", OK)
+    log = tmp_path / "audit.jsonl"
+    assert cli(["run", "ok"], cwd=tmp_path, log=log).returncode == 0
+    log.write_bytes(log.read_bytes()[:-40])  # the first run died while writing its run_end
+    second = cli(["run", "ok"], cwd=tmp_path, log=log)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert second.stderr.count("ended in an incomplete line") == 1
+    lines = log.read_text().splitlines()
+    assert len(lines) == 6 and not lines[2].endswith("}")  # the cut line stands alone
+    run_id = json.loads(lines[3])["run_id"]
+    assert [json.loads(line)["event"] for line in lines[3:]] == ["run_start", "step", "run_end"]
+    shown = cli(["log"], cwd=tmp_path, log=log)
+    assert shown.returncode == 0, shown.stderr
+    assert f"warning: {log}:3: not a JSON object" in shown.stderr
+    assert [line.split()[3] for line in shown.stdout.splitlines()] == ["run_start", "step", "run_start", "step", "run_end"]
+    one = cli(["log", "--run", run_id], cwd=tmp_path, log=log)
+    assert one.returncode == 0 and len(one.stdout.splitlines()) == 3
+    templates = REPO / "runbooks"
+    record = cli(["record", "post-rollback", "--dir", str(templates), "--run", run_id], cwd=tmp_path, log=log)
+    assert record.returncode == 0, record.stderr
+    assert f"Runbook `ok`, run `{run_id}`" in record.stdout
+
+
+def test_event_glued_onto_a_cut_off_line_is_recovered(tmp_path: Path) -> None:
+    whole = json.dumps({"when": "2030-01-01T00:00:00.000+00:00", "run_id": "r2", "event": "run_start", "params": {}})
+    log = tmp_path / "audit.jsonl"
+    log.write_text('{"when": "2030", "run_id": "r1"\n' + '{"when": "2029-12-31T23:59", "run_id": "r1", "ev' + whole + "\n")
+    warnings: list[str] = []
+    assert [e["run_id"] for e in read(log, warn=warnings.append)] == ["r2"]
+    assert [w.split(": ", 1)[0] for w in warnings] == [f"{log}:1", f"{log}:2"]
+    assert "not a JSON object" in warnings[0] and "cut off mid-write" in warnings[1]
+
+
+def test_server_left_running_by_a_passed_step_does_not_hold_the_lock(tmp_path: Path) -> None:
+    write_runbook(
+        tmp_path,
+        "serve",
+        """
+        title: Serve
+        purpose: Leaves a server running on purpose.
+        params:
+          dir:
+            description: state directory
+        steps:
+          - id: start
+            description: starts a background "server" in its process group, and passes
+            run: |
+              sleep 300 > /dev/null 2>&1 &
+              echo $! >> {{ dir }}/servers
+            verify: {exit_code: 0}
+        """,
+    )
+    log, servers = tmp_path / "audit.jsonl", tmp_path / "servers"
+    try:
+        first = cli(["run", "serve", "-p", f"dir={tmp_path}"], cwd=tmp_path, log=log)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert alive(int(servers.read_text()))
+        second = cli(["run", "serve", "-p", f"dir={tmp_path}"], cwd=tmp_path, log=log)
+        assert second.returncode == 0, second.stdout + second.stderr  # the server is not a step still running
+    finally:
+        for pid in servers.read_text().split() if servers.exists() else []:
+            if alive(int(pid)):
+                os.kill(int(pid), signal.SIGKILL)
+
+
+def test_sigterm_between_verify_polls_logs_the_step_as_interrupted(tmp_path: Path) -> None:
+    write_runbook(
+        tmp_path,
+        "polls",
+        """
+        title: Polls
+        purpose: Verification polls slowly and never passes.
+        params:
+          dir:
+            description: state directory
+        steps:
+          - id: wait-ready
+            description: passes, then is verified every 2 seconds
+            run: echo started
+            verify:
+              run: echo poll >> {{ dir }}/polls; exit 1
+              attempts: 30
+              interval: 2
+            rollback: echo undo >> {{ dir }}/order
+        """,
+    )
+    log = tmp_path / "audit.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "v4runtime.runbooks", "run", "polls", "-p", f"dir={tmp_path}"],
+        cwd=tmp_path,
+        env={**os.environ, "V4_RUNBOOK_LOG": str(log)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(tmp_path / "polls")
+    time.sleep(0.5)  # the poll took milliseconds: the runner now sleeps until the next one
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stdout + stderr
+    assert "INTERRUPTED during verification" in stdout
+    assert (tmp_path / "order").read_text().split() == ["undo"]
+    rows = events(log)
+    assert [(e["event"], e.get("step")) for e in rows] == [
+        ("run_start", None),
+        ("step", "wait-ready"),
+        ("interrupted", "wait-ready"),
+        ("rollback", "wait-ready"),
+        ("run_end", None),
+    ]
+    step = rows[1]
+    assert (step["status"], step["exit_code"], step["verify"], step["verify_exit_code"]) == ("interrupted", 0, "interrupted", 1)
+    assert rows[2]["signal"] == "SIGTERM"
+
+
+def test_unwritable_log_refuses_the_run_and_leaves_no_run_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_runbook(tmp_path, "ok", OK)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # where the runner would create its run directory
+    (tmp_path / "logdir").mkdir()
+    result = cli(["run", "ok", "--log", str(tmp_path / "logdir")], cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"error: cannot write audit log {tmp_path / 'logdir'}: Is a directory" in result.stderr
+    assert "[1/1]" not in result.stdout  # nothing ran
+    assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize("count", ["-2", "0", "two"])
+def test_log_last_needs_a_positive_count(tmp_path: Path, count: str) -> None:
+    log = tmp_path / "audit.jsonl"
+    log.write_text(json.dumps({"when": "t", "run_id": "r", "event": "run_start"}) + "\n")
+    result = cli(["log", "--last", count], cwd=tmp_path, log=log)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "argument --last:" in result.stderr
