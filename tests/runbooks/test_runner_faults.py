@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -222,3 +223,155 @@ def test_log_last_needs_a_positive_count(tmp_path: Path, count: str) -> None:
     result = cli(["log", "--last", count], cwd=tmp_path, log=log)
     assert result.returncode == 2 and result.stdout == ""
     assert "argument --last:" in result.stderr
+
+
+# A step that breaks what every later command needs to start: the rest of the run cannot launch anything.
+BREAKS_LAUNCH = """
+title: Breaks launch
+purpose: The second step removes what the runner needs to start a command.
+params:
+  dir:
+    description: state directory (outside what the second step removes)
+steps:
+  - id: one
+    description: changes something, and can undo it
+    run: echo one >> {{ dir }}/order
+    verify: {exit_code: 0}
+    rollback: echo undo-one >> {{ dir }}/order
+  - id: two
+    description: passes, but leaves nothing to start the next command with
+    run: BREAK
+    verify: {exit_code: 0}
+    rollback: echo undo-two >> {{ dir }}/order
+  - id: three
+    description: cannot be started, not even on its retry
+    run: echo three >> {{ dir }}/order
+    verify: {exit_code: 0}
+    retries: 1
+    rollback: echo undo-three >> {{ dir }}/order
+"""
+
+
+def _run_unstartable(tmp_path: Path, work: Path, breaker: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """Run BREAKS_LAUNCH from ``work`` (its runbook and the runner's working directory) with step two ``breaker``."""
+    write_runbook(work, "breaks", BREAKS_LAUNCH.replace("BREAK", breaker))
+    log = tmp_path / "audit.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "v4runtime.runbooks", "run", "breaks", "-p", f"dir={tmp_path}"],
+        cwd=work,
+        env={**env, "V4_RUNBOOK_LOG": str(log), "PYTHONUNBUFFERED": "1"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result, events(log)
+
+
+@pytest.mark.parametrize("breakage", ["working directory removed", "bash gone from PATH"])
+def test_command_that_cannot_be_started_fails_the_step_and_every_rollback_is_tried(tmp_path: Path, breakage: str) -> None:
+    work, scratch = tmp_path / "checkout", tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}  # where the runner creates its run directory
+    env.pop("V4_RUNBOOK_DIR", None)
+    if breakage == "working directory removed":
+        breaker, why = 'rm -rf "$PWD"', f"working directory {work}: No such file or directory (ENOENT)"
+    else:  # the only bash on PATH is a link that step two removes (the runner puts its own bin/ first: no bash there)
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "bash").symlink_to(shutil.which("bash") or "/bin/bash")
+        breaker, why = f"/bin/rm {bin_dir / 'bash'}", "bash: No such file or directory (ENOENT)"
+        env["PATH"] = str(bin_dir)
+    result, rows = _run_unstartable(tmp_path, work, breaker, env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "FAILED in " in result.stdout and f"the command could not be started: {why}" in result.stdout
+    assert "rollback FAILED for: three, two, one" in result.stdout
+    assert "error: runbook 'breaks' failed at step 'three'" in result.stderr
+    assert (tmp_path / "order").read_text().split() == ["one"]  # no rollback could start either
+    assert [(e["event"], e.get("step")) for e in rows] == [
+        ("run_start", None),
+        ("step", "one"),
+        ("step", "two"),
+        ("step", "three"),  # attempt 1
+        ("step", "three"),  # its retry
+        ("rollback", "three"),  # the stopped step's own rollback first
+        ("rollback", "two"),
+        ("rollback", "one"),
+    ] + [("run_end", None)]
+    for step in rows[3:5]:
+        assert (step["status"], step["exit_code"], step["verify"]) == ("failed", None, "not_run")
+        assert step["reason"] == f"the command could not be started: {why}"
+    for rollback in rows[5:8]:
+        assert (rollback["status"], rollback["exit_code"]) == ("failed", None)
+        assert rollback["reason"] == f"the rollback command could not be started: {why}"
+    end = rows[-1]
+    assert (end["status"], end["failed_step"]) == ("failed", "three")
+    assert end["rollbacks"] == [{"step": s, "exit_code": None} for s in ("three", "two", "one")]
+    assert list(scratch.iterdir()) == []  # the run directory is still removed
+
+
+# Makes a command longer than Linux takes for one argument (MAX_ARG_STRLEN, 32 pages): bash cannot be started (E2BIG).
+TOO_LONG = "; true " + "x" * (32 * os.sysconf("SC_PAGE_SIZE") + 1000)
+
+TOO_LONG_STEP = """
+title: Too long
+purpose: One command of the second step is too long to be started; the others start.
+params:
+  dir:
+    description: state directory
+steps:
+  - id: one
+    description: changes something, and can undo it
+    run: echo one >> {{ dir }}/order
+    verify: {exit_code: 0}
+    rollback: echo undo-one >> {{ dir }}/order
+  - id: two
+    description: its run or verify command cannot be started, nor its rollback
+    run: echo two >> {{ dir }}/orderRUN_TAIL
+    verify: VERIFY
+    rollback: echo undo-two >> {{ dir }}/orderROLLBACK_TAIL
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="relies on Linux's limit on the length of one argument")
+@pytest.mark.parametrize("which", ["run", "verify"])
+def test_unstartable_run_verify_or_rollback_fails_and_the_other_rollbacks_still_run(tmp_path: Path, which: str) -> None:
+    verify = "{run: 'test -s {{ dir }}/orderTAIL', attempts: 2, interval: 0.1}".replace("TAIL", TOO_LONG)
+    text = (
+        TOO_LONG_STEP.replace("RUN_TAIL", TOO_LONG if which == "run" else "")
+        .replace("VERIFY", verify if which == "verify" else "{exit_code: 0}")
+        .replace("ROLLBACK_TAIL", TOO_LONG)
+    )
+    write_runbook(tmp_path, "long", text)
+    log = tmp_path / "audit.jsonl"
+    result = cli(["run", "long", "-p", f"dir={tmp_path}"], cwd=tmp_path, log=log)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    what = "command" if which == "run" else "verify command"
+    why = "bash: Argument list too long (E2BIG)"
+    assert "[2/2] two FAILED in " in result.stdout and f"the {what} could not be started: {why}" in result.stdout
+    assert f"rollback two FAILED: the rollback command could not be started: {why}" in result.stdout
+    assert "rollback one done in " in result.stdout
+    assert "rollback FAILED for: two" in result.stdout
+    ran = ["one"] if which == "run" else ["one", "two"]
+    assert (tmp_path / "order").read_text().split() == [*ran, "undo-one"]  # the rollback that can start still runs
+    rows = events(log)
+    assert [(e["event"], e.get("step")) for e in rows] == [
+        ("run_start", None),
+        ("step", "one"),
+        ("step", "two"),
+        ("rollback", "two"),
+        ("rollback", "one"),
+        ("run_end", None),
+    ]
+    step = rows[2]
+    assert step["status"] == "failed" and step["reason"] == f"the {what} could not be started: {why}"
+    if which == "run":
+        assert (step["exit_code"], step["verify"], step["verify_exit_code"]) == (None, "not_run", None)
+    else:
+        assert (step["exit_code"], step["verify"], step["verify_exit_code"]) == (0, "failed", None)
+    assert (rows[3]["status"], rows[3]["exit_code"]) == ("failed", None) and "E2BIG" in rows[3]["reason"]
+    assert (rows[4]["status"], rows[4]["exit_code"]) == ("passed", 0) and "reason" not in rows[4]
+    assert (rows[5]["status"], rows[5]["failed_step"]) == ("failed", "two")
+    assert rows[5]["rollbacks"] == [{"step": "two", "exit_code": None}, {"step": "one", "exit_code": 0}]

@@ -11,11 +11,17 @@ rest: a step that prints gigabytes costs neither disk (nothing is written to a f
 memory. A step may leave a server running in the background: when the command ends while such
 a process still holds the pipe, the pipe is handed to a detached ``cat`` that discards it, so
 that process is neither blocked on a full pipe nor killed by SIGPIPE when the runner exits.
+
+A command that cannot be started at all (its working directory is gone, ``bash`` is not on
+``PATH``, the command is longer than the kernel takes, no file descriptor or process is left)
+is not an exception: it comes back as a :class:`Completed` with ``exit_code`` ``None`` and the
+OS error in ``error``, so whoever runs it takes its ordinary failure path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import signal
@@ -44,14 +50,18 @@ _drains: list[subprocess.Popen[bytes]] = []
 
 @dataclass(frozen=True)
 class Completed:
-    """Result of one command; ``output`` is at most ``MAX_OUTPUT`` bytes of it, ``omitted`` the rest."""
+    """Result of one command; ``output`` is at most ``MAX_OUTPUT`` bytes of it, ``omitted`` the rest.
 
-    exit_code: int
+    ``exit_code`` is ``None`` when the command could not be started; ``error`` then says why.
+    """
+
+    exit_code: int | None
     output: str
     duration: float
     timed_out: bool = False
     output_bytes: int = 0
     omitted: int = 0
+    error: str | None = None
 
 
 class Interrupted(Exception):
@@ -154,11 +164,17 @@ def run_command(
         started: called with the command's process group id once it runs (the runner notes it in
             its lock file, see :mod:`v4runtime.runbooks.lock`).
 
+    Returns a :class:`Completed` with ``exit_code`` ``None`` and the reason in ``error`` when the
+    command could not be started (nothing ran).
+
     Raises:
         Interrupted: on KeyboardInterrupt while waiting; the process group has been killed.
     """
     start = time.monotonic()
-    read_fd, write_fd = os.pipe()
+    try:
+        read_fd, write_fd = os.pipe()
+    except OSError as exc:  # EMFILE/ENFILE
+        return _not_started(f"cannot create the output pipe: {_reason(exc)}", start)
     try:
         proc = subprocess.Popen(
             ["bash", "-c", PRELUDE + command],
@@ -169,6 +185,9 @@ def run_command(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    except (OSError, ValueError) as exc:  # no cwd, no bash, E2BIG, EAGAIN, EMFILE, ENOMEM; a NUL byte
+        os.close(read_fd)
+        return _not_started(_launch_error(exc, cwd), start)
     except BaseException:
         os.close(read_fd)
         raise
@@ -186,6 +205,27 @@ def run_command(
         raise Interrupted(_completed(capture, proc, start, False, interrupted=True)) from None
     _finish(read_fd, capture)
     return _completed(capture, proc, start, timed_out)
+
+
+def _reason(exc: OSError) -> str:
+    """``strerror (ENAME)`` of an OS error, e.g. ``No such file or directory (ENOENT)``."""
+    name = errno.errorcode.get(exc.errno, "") if exc.errno is not None else ""
+    return f"{exc.strerror or exc}" + (f" ({name})" if name else "")
+
+
+def _launch_error(exc: OSError | ValueError, cwd: Path) -> str:
+    """Why ``bash`` could not be started in ``cwd``, naming the directory or program concerned."""
+    if not isinstance(exc, OSError):
+        return str(exc)
+    if exc.filename is not None and str(exc.filename) == str(cwd):
+        return f"working directory {cwd}: {_reason(exc)}"
+    if exc.filename is not None:
+        return f"{exc.filename}: {_reason(exc)}"
+    return _reason(exc)
+
+
+def _not_started(error: str, start: float) -> Completed:
+    return Completed(None, "", time.monotonic() - start, error=error)
 
 
 def _pump(

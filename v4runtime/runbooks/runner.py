@@ -9,6 +9,10 @@ Semantics (also in docs/reference/runbooks.md):
   stops and rolls back: the stopped step's own ``rollback`` first (it may have partly applied;
   not for a declined step, which never ran), then the rollbacks of the completed steps in
   reverse order. Rollbacks must therefore be idempotent.
+- A command that cannot be started at all (its working directory is gone, no ``bash``, the
+  command too long for the kernel, no process or file descriptor left) is a failed command with
+  no exit status, the OS error as its reason: a step fails (after its retries), a verify poll
+  fails, a rollback fails and the others still run.
 - Every event is appended to the audit log with digests of the (masked) command and output. A
   log that cannot be written at the start refuses the run; one that fails later does not stop it
   (nor skip a rollback): the events are printed on stderr and the exit status says so.
@@ -76,6 +80,8 @@ class StepOutcome:
     verify: str = "not_run"  # passed | failed | not_run | interrupted
     attempts: int = 0
     output: str = ""
+    #: Why a command of the step (its ``run`` or its verify command) could not be started.
+    error: str | None = None
 
 
 @dataclass
@@ -87,7 +93,8 @@ class RunResult:
     status: str  # succeeded | failed | interrupted | dry_run | rehearsed
     steps: list[StepOutcome] = field(default_factory=list)
     failed_step: str | None = None
-    rollbacks: list[tuple[str, int]] = field(default_factory=list)
+    #: (step, exit status) of each rollback that ran; ``None`` when it could not be started.
+    rollbacks: list[tuple[str, int | None]] = field(default_factory=list)
     log_path: Path | None = None
     #: Why the audit log could not be written, and how many events it lacks (printed on stderr instead).
     log_error: str | None = None
@@ -116,6 +123,15 @@ class _Attempt:
     verify_done: Completed | None = None
     verify_time: float = 0.0
     interrupted: bool = False
+
+    @property
+    def error(self) -> str | None:
+        """Why the step's command, or else its verify command, could not be started."""
+        if self.completed.error is not None:
+            return f"the command could not be started: {self.completed.error}"
+        if self.verify_done is not None and self.verify_done.error is not None:
+            return f"the verify command could not be started: {self.verify_done.error}"
+        return None
 
     @property
     def status(self) -> str:
@@ -425,6 +441,7 @@ class Runner:
             completed, verify_done = tried.completed, tried.verify_done
             output = self._masked(completed.output + (verify_done.output if verify_done else ""))
             total, omitted = _sizes(completed, verify_done)
+            error = self._masked(tried.error) if tried.error else None
             log.event(
                 "step",
                 step=step.id,
@@ -439,9 +456,10 @@ class Runner:
                 output_bytes=total,
                 output_omitted_bytes=omitted,
                 status=tried.status,
+                **({"reason": error} if error else {}),
             )
             outcome = StepOutcome(
-                step.id, tried.status, completed.exit_code, completed.duration, tried.verify, attempt, output
+                step.id, tried.status, completed.exit_code, completed.duration, tried.verify, attempt, output, error
             )
             self.progress.end(self._describe(outcome, step, tried.verify_time if verify_done else None))
             self._report_truncation(total, omitted)
@@ -458,6 +476,8 @@ class Runner:
             completed = self._execute(step, "run", command, env, tick=self.progress.tick)
         except Interrupted as exc:
             return _Attempt(exc.completed, interrupted=True)
+        if completed.error is not None:  # nothing ran: nothing to verify
+            return _Attempt(completed)
         if verify_command is None:
             ok = self._check(completed, step.verify.exit_code, step.verify.expect)
             return _Attempt(completed, "passed" if ok else "failed")
@@ -471,7 +491,7 @@ class Runner:
         return _Attempt(completed, "passed" if ok else "failed", verify_done, time.monotonic() - verify_start)
 
     def _verify(self, step: Step, command: str, env: dict[str, str]) -> tuple[bool, Completed]:
-        """Run the verify command, polling up to ``attempts`` times.
+        """Run the verify command, polling up to ``attempts`` times (a poll that cannot start fails).
 
         Raises:
             Interrupted: the run was interrupted, during a poll or between two (with the last poll's result).
@@ -494,6 +514,7 @@ class Runner:
         """``run_command`` for ``what`` (run, verify, rollback) of ``step``, noted in the lock file while it runs.
 
         The note lets a later run see that this command still runs should the runner die (see lock.py).
+        A command that cannot be started comes back with ``exit_code`` ``None`` and ``error`` set.
         """
         lock = self._lock
         started = (lambda pgid: lock.running(step.id, what, pgid)) if lock else None
@@ -505,6 +526,8 @@ class Runner:
 
     def _describe(self, outcome: StepOutcome, step: Step, verify_time: float | None = None) -> str:
         took = f"{outcome.duration:.2f}s"
+        if outcome.error and outcome.status == "failed":
+            return f"FAILED in {took}: {outcome.error}"
         if outcome.status == "passed":
             return f"passed in {took} (verify passed{f' in {verify_time:.2f}s' if verify_time is not None else ''})"
         if outcome.status == "timeout":
@@ -546,6 +569,7 @@ class Runner:
             except Interrupted as exc:  # only when signals could not be shielded (not the main thread)
                 completed = exc.completed
             output = self._masked(completed.output)
+            error = self._masked(completed.error) if completed.error is not None else None
             log.event(
                 "rollback",
                 step=step.id,
@@ -556,10 +580,13 @@ class Runner:
                 output_bytes=completed.output_bytes,
                 output_omitted_bytes=completed.omitted,
                 status="passed" if completed.exit_code == 0 else "failed",
+                **({"reason": f"the rollback command could not be started: {error}"} if error else {}),
             )
             result.rollbacks.append((step.id, completed.exit_code))
             if completed.exit_code == 0:
                 self.progress.end(f"done in {completed.duration:.2f}s")
+            elif error:
+                self.progress.end(f"FAILED: the rollback command could not be started: {error}")
             else:
                 self.progress.end(f"FAILED (exit status {completed.exit_code})")
             self._report_truncation(completed.output_bytes, completed.omitted)
