@@ -27,6 +27,8 @@ ENV_PREFIX = "V4_"
 SECRET_FIELDS = frozenset({"read_tokens", "write_tokens", "webhook_token", "monitor_token", "password"})
 #: A config file larger than this is refused (a settings file is a few hundred bytes).
 MAX_CONFIG_BYTES = 1_048_576
+#: Longest retention accepted, in days (100 years): far more, and "now minus the retention" is no date.
+MAX_RETENTION_DAYS = 36_500
 
 
 def _shown(value: str) -> str:
@@ -106,7 +108,7 @@ class MonitorSettings(_Section):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     rate_limit_per_second: float = Field(default=2000.0, gt=0)
     # Added by H-monitor (issue 6): alerting, retention and webhook knobs of `v4runtime monitor serve`.
-    rate_limit_burst: float | None = Field(default=None, gt=0)
+    rate_limit_burst: float | None = None  # at least 1 (see _whole_request_burst)
     webhook_token: str | None = None
     alert_interval_s: float = Field(default=15.0, gt=0)
     aggregate_retention_days: int = Field(default=400, ge=1)
@@ -128,6 +130,21 @@ class MonitorSettings(_Section):
     @classmethod
     def _valid_db_url(cls, value: str) -> str:
         return _check_db_url(value)
+
+    @field_validator("retention_days", "aggregate_retention_days")
+    @classmethod
+    def _bounded_retention(cls, value: int) -> int:
+        if value > MAX_RETENTION_DAYS:
+            raise ValueError(f"must be at most {MAX_RETENTION_DAYS} days (100 years), got {value}")
+        return value
+
+    @field_validator("rate_limit_burst")
+    @classmethod
+    def _whole_request_burst(cls, value: float | None) -> float | None:
+        # Every request takes one whole token: a bucket that holds less than one never lets one through.
+        if value is not None and value < 1:
+            raise ValueError(f"must be at least 1 (each request takes one token), got {value:g}")
+        return value
 
     @field_validator("webhook_urls")
     @classmethod

@@ -168,6 +168,7 @@ ALERT = AlertRecord(id=1, fingerprint="f", rule="R", status="pending", severity=
 WRITES: dict[str, Callable[[Store], Any]] = {
     "write_events": lambda store: store.write_events(make_events(5, seed=7)),
     "save_models": lambda store: store.save_models([MODEL]),
+    "update_models": lambda store: store.update_models(lambda records: [MODEL]),
     "prune": lambda store: store.prune(T0.timestamp(), T0.timestamp()),
     "insert_alert": lambda store: store.insert_alert(ALERT),
     "update_alert": lambda store: store.update_alert(ALERT),

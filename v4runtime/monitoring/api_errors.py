@@ -21,6 +21,7 @@ _CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
@@ -79,6 +80,12 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
         else:
             parts.append(("." if parts else "") + str(item))
     return "".join(parts) or "body"
+
+
+def _field(error: dict[str, Any]) -> str:
+    """The field a validation error names: ``body`` for JSON that does not parse, whose location
+    FastAPI gives as a character position (``("body", 15)``), not a field."""
+    return "body" if error.get("type") == "json_invalid" else field_path(error.get("loc", ()))
 
 
 async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -157,7 +164,7 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     """422 naming the offending field(s)."""
     assert isinstance(exc, RequestValidationError)
     details = [
-        {"field": field_path(err.get("loc", ())), "message": err.get("msg", ""), "type": err.get("type", "")}
+        {"field": _field(err), "message": err.get("msg", ""), "type": err.get("type", "")}
         for err in exc.errors()
     ]
     first = details[0] if details else {"field": "body", "message": "invalid request"}

@@ -40,6 +40,9 @@ class Authenticator:
 
     Auth is on when any token is configured. Write tokens may also read. Without tokens every caller is
     let in and rate-limited by client address.
+
+    Raises:
+        ValueError: ``burst`` is below 1 (the settings refuse it first, naming the setting).
     """
 
     def __init__(
@@ -55,6 +58,8 @@ class Authenticator:
         self.enabled = bool(self._read or self._write)
         self.rate_per_s = rate_per_s
         self.burst = burst if burst is not None else max(rate_per_s, 1.0)
+        if not self.burst >= 1:  # a bucket that never holds a whole token would refuse every request
+            raise ValueError(f"rate limit burst must be at least 1 (each request takes one token), got {self.burst:g}")
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
 

@@ -24,6 +24,7 @@ from v4runtime.monitoring.api_errors import APIError, api_error_handler, validat
 from v4runtime.monitoring.ingest import Overloaded
 from v4runtime.monitoring.runtime import Runtime
 from v4runtime.monitoring.schemas import EventBatch, InferenceEvent
+from v4runtime.monitoring.store.base import InsertedIds
 
 
 def _shape(value: Any) -> str:
@@ -71,7 +72,7 @@ async def accept(rt: Runtime, body: bytes) -> bytes:
     batch = isinstance(parsed, EventBatch)
     events = parsed.events if batch else [parsed]  # ids/timestamps filled by validation
     now = datetime.now(UTC)
-    ahead, behind = now + timedelta(hours=1), now - timedelta(days=rt.settings.retention_days)
+    ahead, behind = now + timedelta(hours=1), _oldest(now, rt.settings.retention_days)
     # Every offending event is named (not only the first), so a client can drop exactly those and resend.
     # An event older than the retention would be accepted, then deleted by the next retention pass unseen.
     problems = [
@@ -95,9 +96,32 @@ async def accept(rt: Runtime, body: bytes) -> bytes:
     except Exception as exc:
         raise APIError(503, "store_unavailable", f"events not stored: {exc}", headers={"Retry-After": "1"}) from exc
     ids = [e.request_id or "" for e in events]
-    accepted = len({i for i in ids if i in inserted})
+    accepted = _accepted(events, inserted)
     answer = {"accepted": accepted, "duplicates": len(ids) - accepted, "ids": ids}
     return json.dumps(answer, separators=(",", ":")).encode()
+
+
+def _oldest(now: datetime, retention_days: int) -> datetime:
+    """The oldest timestamp the retention keeps, or the earliest datetime when that is before it.
+
+    Settings validation bounds ``retention_days``; this keeps settings built without it
+    (``model_construct``) from making every request a 500.
+    """
+    try:
+        return now - timedelta(days=retention_days)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def _accepted(events: list[InferenceEvent], inserted: set[str]) -> int:
+    """How many of this request's events were newly stored.
+
+    Requests sharing a group commit share ``inserted``: an id among them counts for the request whose
+    event was stored, and is a duplicate in the others (and in the rest of its own request).
+    """
+    if isinstance(inserted, InsertedIds):
+        return sum(1 for event in events if inserted.stored_from(event))
+    return len({e.request_id for e in events if e.request_id in inserted})  # a plain set: no owner known
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:

@@ -49,7 +49,8 @@ _bearer = HTTPBearer(auto_error=False, description="A read token (GET) or a writ
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
         401: "Missing or invalid bearer token", 403: "Token may not write", 404: "Not found",
-        409: "Conflict", 413: "Body too large", 415: "Not JSON", 422: "Invalid request (names the field)",
+        408: "Body stalled (no bytes for 30 s)", 409: "Conflict", 413: "Body too large", 415: "Not JSON",
+        422: "Invalid request (names the field)",
         429: "Rate limited (see Retry-After)", 503: "Store unavailable or overloaded",
     }
     return {code: {"model": ErrorEnvelope, "description": text[code]} for code in codes}
@@ -189,7 +190,7 @@ ingest = APIRouter(responses=_errors(401, 422, 429))
     status_code=202,
     response_model=LogAccepted,
     tags=["metrics"],
-    responses=_errors(403, 413, 415, 503),
+    responses=_errors(403, 408, 413, 415, 503),
     dependencies=[Security(_bearer)],
 )
 async def log_events(request: Request) -> Response:
@@ -252,7 +253,14 @@ async def prometheus(request: Request, _: Annotated[str, Depends(read_access)]) 
 
 # Alerts -------------------------------------------------------------------------------------
 def _dt(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+    """An epoch as a UTC datetime, clamped to datetime's range: one stored out of it (an old server took
+    ``suppress_until`` in year 10000 UTC) must not make every read of the alerts a 500."""
+    if epoch is None:
+        return None
+    try:
+        return datetime.fromtimestamp(epoch, UTC)
+    except (OverflowError, OSError, ValueError):
+        return (datetime.max if epoch > 0 else datetime.min).replace(tzinfo=UTC)
 
 
 def _alert(record: AlertRecord) -> Alert:
@@ -285,7 +293,8 @@ async def recent_alerts(
     return Response(body, media_type="application/json")
 
 
-@api.post("/alerts/{alert_id}/acknowledge", response_model=Alert, tags=["alerts"], responses=_errors(403, 404, 413))
+@api.post("/alerts/{alert_id}/acknowledge", response_model=Alert, tags=["alerts"],
+          responses=_errors(403, 404, 408, 413))
 async def acknowledge(
     request: Request,
     _: Annotated[str, Depends(write_access)],
@@ -318,15 +327,17 @@ async def model_versions(request: Request, _: Annotated[str, Depends(read_access
     return Response(body, media_type="application/json")
 
 
-@api.post("/models/versions", status_code=201, response_model=ModelVersion, tags=["models"], responses=_errors(403, 413))
+@api.post("/models/versions", status_code=201, response_model=ModelVersion, tags=["models"],
+          responses=_errors(403, 408, 409, 413))
 async def register_model(
     request: Request, body: RegisterModel, _: Annotated[str, Depends(write_access)]
 ) -> ModelVersion:
-    """Register a version as current (the old current becomes previous), canary, or retired."""
+    """Register a version as current (the old current becomes previous), canary, or retired. Registering
+    it again with the same sha256 and size is accepted (a retry, or a new role); with others, 409."""
     return await run_in_threadpool(registry.register, runtime(request).store, body)
 
 
-@api.post("/models/rollback", response_model=ModelVersions, tags=["models"], responses=_errors(403, 404, 409, 413))
+@api.post("/models/rollback", response_model=ModelVersions, tags=["models"], responses=_errors(403, 404, 408, 409, 413))
 async def rollback(
     request: Request, _: Annotated[str, Depends(write_access)], body: Annotated[Rollback | None, Body()] = None
 ) -> ModelVersions:

@@ -46,6 +46,16 @@ def _no_nul(value: str) -> str:
     return value
 
 
+def _iso_only(value: object, name: str) -> object:
+    # pydantic would take a number, or a string of one ("1764690000", "-1.5"), as Unix time; the API
+    # takes ISO 8601 only. (No float() attempt: its exception would cost every event of a batch.)
+    if value is None or isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and not value.lstrip("+-").replace(".", "", 1).isdigit():
+        return value
+    raise ValueError(f"{name} must be an ISO 8601 date-time string")
+
+
 Num = Annotated[float, BeforeValidator(_not_bool)]
 Int = Annotated[int, BeforeValidator(_not_bool)]
 #: Free text that is stored: any characters but NUL.
@@ -91,9 +101,7 @@ class InferenceEvent(_Strict):
     @field_validator("timestamp", mode="before")
     @classmethod
     def _iso_only(cls, value: object) -> object:
-        if value is not None and not isinstance(value, str | datetime):
-            raise ValueError("timestamp must be an ISO 8601 date-time string")
-        return value
+        return _iso_only(value, "timestamp")
 
     @field_validator("timestamp")
     @classmethod
@@ -236,8 +244,18 @@ class Acknowledge(_Strict):
     @field_validator("suppress_until", mode="before")
     @classmethod
     def _iso_only(cls, value: object) -> object:
-        if value is not None and not isinstance(value, str | datetime):
-            raise ValueError("suppress_until must be an ISO 8601 date-time string")
+        return _iso_only(value, "suppress_until")
+
+    @field_validator("suppress_until")
+    @classmethod
+    def _in_range(cls, value: datetime | None) -> datetime | None:
+        # Stored as epoch seconds and answered in UTC: a UTC offset may carry a date at either end of
+        # datetime's range (9999-12-31T23:59:59-23:59) past it, which no answer could show.
+        if value is not None and value.tzinfo is not None:
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                raise ValueError("suppress_until is outside the representable range (years 1-9999 in UTC)") from None
         return value
 
 

@@ -12,8 +12,8 @@ caller's when it is a valid id, ``[A-Za-z0-9._:-]{1,128}``, else a generated one
 
 from __future__ import annotations
 
-import asyncio
 import re
+import secrets
 import time
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,23 +27,23 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from v4runtime import __version__
 from v4runtime.errors import ConfigError
 from v4runtime.monitoring.api_errors import (
-    APIError,
     api_error_handler,
     envelope,
     request_id_of,
     validation_error_handler,
 )
-from v4runtime.monitoring.middleware import BodyTooLarge, EdgeMiddleware
+from v4runtime.monitoring.middleware import DEFAULT_BODY_TIMEOUT, BodyTooLarge, EdgeMiddleware
 from v4runtime.monitoring.schemas import ErrorEnvelope
 
 #: Largest image body accepted, in bytes (the pixel cap of stream extraction applies as well).
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
 
-#: Seconds the body may stall (no bytes arriving) before the upload is answered 408.
-DEFAULT_BODY_TIMEOUT = 30.0
-
 #: What the monitoring API accepts as a ``model_version`` (see ``InferenceEvent``).
 _MODEL_VERSION = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+
+#: Characters of a caller's X-Request-ID kept in a scan's event id: with ``.`` and 16 hex characters
+#: it fits the monitoring API's 64-character request_id (a UUID, 36 characters, is kept whole).
+_CALLER_ID_CHARS = 47
 
 _ERRORS = {
     408: "request_timeout: the body stalled for longer than the body timeout",
@@ -65,12 +65,12 @@ def _error(status: int, code: str, message: str, request_id: str, details: Any =
     return JSONResponse(envelope(code, message, request_id, details), status_code=status, headers=headers)
 
 
-async def _read_body(request: Request, limit: int, stall_timeout: float) -> bytes | None:
+async def _read_body(request: Request, limit: int) -> bytes | None:
     """The request body, or ``None`` as soon as it exceeds ``limit`` (never buffered past it).
 
     Raises:
-        APIError: 408 when no bytes arrive for ``stall_timeout`` seconds (a stalled upload, or a
-            Content-Length larger than what the client sends).
+        BodyStalled: (from the edge middleware, answered 408) no bytes arrived for the body timeout:
+            a stalled upload, or a Content-Length larger than what the client sends.
         _ClientGone: the client disconnected mid-upload.
     """
     declared = request.headers.get("content-length")
@@ -80,15 +80,9 @@ async def _read_body(request: Request, limit: int, stall_timeout: float) -> byte
     size = 0
     while True:
         try:
-            message = await asyncio.wait_for(request.receive(), stall_timeout)
+            message = await request.receive()
         except BodyTooLarge:  # the edge middleware counts the bytes of a body without Content-Length
             return None
-        except TimeoutError:
-            raise APIError(
-                408, "request_timeout",
-                f"no request body bytes for {stall_timeout:g} s after {size} bytes (upload stalled)",
-                headers={"Connection": "close"},
-            ) from None
         if message["type"] == "http.disconnect":
             raise _ClientGone
         chunk = message.get("body", b"")
@@ -98,6 +92,19 @@ async def _read_body(request: Request, limit: int, stall_timeout: float) -> byte
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _event_id(request_id: str, from_caller: bool) -> str:
+    """The request_id of one scan's monitoring event: unique per scan, and correlated with ``request_id``.
+
+    The monitoring API stores one event per request_id (its idempotency key), while an X-Request-ID is
+    only a correlation id that many scans may share (a job's id): reused as is, every scan after the
+    first would be dropped as a duplicate. A caller's id gets a random suffix; an id the edge
+    middleware generated (32 characters) is unique already and is kept as is.
+    """
+    if not from_caller:
+        return request_id
+    return f"{request_id[:_CALLER_ID_CHARS]}.{secrets.token_hex(8)}"
 
 
 def create_scan_app(
@@ -130,7 +137,7 @@ def create_scan_app(
     app = FastAPI(title="V4 scan service", version=__version__, lifespan=lifespan)
     app.add_exception_handler(StarletteHTTPException, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.add_middleware(EdgeMiddleware, max_body_bytes=max_body_bytes)
+    app.add_middleware(EdgeMiddleware, max_body_bytes=max_body_bytes, body_timeout_s=body_timeout_s)
 
     @app.get("/health/live")
     async def live() -> dict[str, str]:
@@ -189,7 +196,7 @@ def create_scan_app(
                 request_id,
             )
         try:
-            body = await _read_body(request, max_body_bytes, body_timeout_s)
+            body = await _read_body(request, max_body_bytes)
         except _ClientGone:
             counters["client_disconnects"] += 1
             return Response(status_code=499)  # nobody reads it; ends the request without a traceback
@@ -201,7 +208,7 @@ def create_scan_app(
         counters["scans"] += 1
         if monitor is not None:
             monitor.log(
-                request_id=request_id if len(request_id) <= 64 else None,
+                request_id=_event_id(request_id, request.headers.get("x-request-id") == request_id),
                 model_version=scanner.model_name,
                 latency_ms=latency_ms,
                 probability=result.probability,

@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +41,13 @@ ALERT_COLUMNS: tuple[str, ...] = (
 )
 MODEL_COLUMNS: tuple[str, ...] = (
     "version", "role", "sha256", "size_bytes", "fpr", "tpr", "registered_at", "deployed_at",
+)
+_MODELS_ORDER = "ORDER BY registered_at DESC"
+_UPSERT_MODELS = (
+    f"INSERT INTO models ({', '.join(MODEL_COLUMNS)}) VALUES ({', '.join('?' * len(MODEL_COLUMNS))}) "
+    "ON CONFLICT (version) DO UPDATE SET role = excluded.role, sha256 = excluded.sha256, "
+    "size_bytes = excluded.size_bytes, fpr = excluded.fpr, tpr = excluded.tpr, "
+    "deployed_at = excluded.deployed_at"
 )
 #: Default bound of :meth:`Store.check_writable`, in seconds: readiness may be polled every second, and a
 #: locked database must not hold it for the store's whole lock timeout.
@@ -80,11 +87,28 @@ class AlertRecord:
         return cls(**values)
 
 
+class InsertedIds(set[str]):
+    """The request_ids a group commit newly stored, and the event object each one was stored from.
+
+    Every request that shared the commit gets this same set. :meth:`stored_from` tells them apart: an
+    id sent by several of them (or twice by one) is new for the one event that was stored, and a
+    duplicate for the others, so only one request reports it accepted.
+    """
+
+    def __init__(self, ids: Iterable[str], sources: Mapping[str, InferenceEvent]) -> None:
+        super().__init__(ids)
+        self._sources = sources
+
+    def stored_from(self, event: InferenceEvent) -> bool:
+        """Whether ``event``, this very object, is the one stored under its request_id by this commit."""
+        return event.request_id in self and self._sources.get(event.request_id or "") is event
+
+
 @dataclass
 class WriteResult:
     """Outcome of one group commit."""
 
-    inserted: set[str]
+    inserted: InsertedIds
     groups: dict[tuple[int, str], MinuteAgg]
 
 
@@ -295,7 +319,8 @@ class Store(ABC):
         """Store a batch of events and their aggregates in one transaction (a group commit).
 
         Returns:
-            The request_ids newly stored (the others were already there) and what they added per minute.
+            The request_ids newly stored (the others were already there), each with the event it was
+            stored from (the first of the batch with that id), and what they added per minute.
         """
         received = time.time() if received is None else received
         unique: dict[str, InferenceEvent] = {}
@@ -316,7 +341,7 @@ class Store(ABC):
                 self._rollback(conn)
                 raise
         self._writable_at = time.monotonic()
-        return WriteResult(inserted, groups)
+        return WriteResult(InsertedIds(inserted, unique), groups)
 
     def _upsert_aggregates(self, cur: Any, groups: dict[tuple[int, str], MinuteAgg]) -> None:
         if not groups:
@@ -473,27 +498,54 @@ class Store(ABC):
     # Models ---------------------------------------------------------------------------------
     def list_models(self) -> list[ModelRecord]:
         """Every registered version, newest first."""
-        rows = self._query(f"SELECT {', '.join(MODEL_COLUMNS)} FROM models ORDER BY registered_at DESC", ())
+        rows = self._query(f"SELECT {', '.join(MODEL_COLUMNS)} FROM models {_MODELS_ORDER}", ())
         return [ModelRecord(*r) for r in rows]
 
     def save_models(self, records: Sequence[ModelRecord]) -> None:
         """Insert or replace model records in one transaction (role changes move together)."""
-        sql = (
-            f"INSERT INTO models ({', '.join(MODEL_COLUMNS)}) VALUES ({', '.join('?' * len(MODEL_COLUMNS))}) "
-            "ON CONFLICT (version) DO UPDATE SET role = excluded.role, sha256 = excluded.sha256, "
-            "size_bytes = excluded.size_bytes, fpr = excluded.fpr, tpr = excluded.tpr, "
-            "deployed_at = excluded.deployed_at"
-        )
+        self.update_models(lambda _current: records)
+
+    def update_models(self, change: Callable[[list[ModelRecord]], Sequence[ModelRecord]]) -> list[ModelRecord]:
+        """Read every model record, write back the records ``change`` returns, in one serialised transaction.
+
+        The models' write lock is held from the read to the commit, so concurrent changes (threads of one
+        server, or several servers on one database) apply one after the other, each to the state the one
+        before left: a promotion or rollback decided on a stale read would leave two current versions.
+        ``change`` gets the records newest first and may raise to abort: nothing is written then.
+
+        Returns:
+            Every record as committed, newest first.
+        """
         with self._connection() as conn:
             try:
                 self._begin(conn)
                 cur = conn.cursor()
-                cur.executemany(self._sql(sql), [tuple(getattr(r, c) for c in MODEL_COLUMNS) for r in records])
+                self._lock_models(cur)
+                records = self._select_models(cur)
+                changed = list(change(records))
+                if changed:
+                    cur.executemany(self._sql(_UPSERT_MODELS), [tuple(getattr(r, c) for c in MODEL_COLUMNS)
+                                                               for r in changed])
+                    records = self._select_models(cur)
                 conn.commit()
             except BaseException:
                 self._rollback(conn)
                 raise
-        self._bump()
+        if changed:
+            self._bump()
+        return records
+
+    def _lock_models(self, cur: Any) -> None:
+        """Hold the models' write lock until the transaction ends.
+
+        Nothing to do where :meth:`_begin` already took a database-wide write lock (SQLite's BEGIN IMMEDIATE).
+        """
+        return None
+
+    def _select_models(self, cur: Any) -> list[ModelRecord]:
+        """Every model record, newest first, read inside the caller's transaction."""
+        cur.execute(f"SELECT {', '.join(MODEL_COLUMNS)} FROM models {_MODELS_ORDER}")
+        return [ModelRecord(*r) for r in cur.fetchall()]
 
     # Helpers --------------------------------------------------------------------------------
     def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:

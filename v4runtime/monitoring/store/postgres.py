@@ -80,6 +80,12 @@ class PostgresStore(Store):
     def _greatest(self) -> str:
         return "GREATEST"
 
+    def _lock_models(self, cur: Any) -> None:
+        # A table lock, not SELECT ... FOR UPDATE: row locks cannot cover a version not inserted yet (two
+        # first "current" registrations would both see none). SHARE ROW EXCLUSIVE conflicts with itself and
+        # with every write, but not with plain reads, so GET /models/versions never waits on it.
+        cur.execute("LOCK TABLE models IN SHARE ROW EXCLUSIVE MODE")
+
     def _unavailable(self, exc: BaseException) -> bool:
         # OperationalError: the server went away, refused, or cannot serve (admin shutdown, disk full);
         # InterfaceError: the connection is closed or broken on our side; ReadOnlySqlTransaction: a write
