@@ -60,6 +60,9 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
         ("monitor:\n  colour: blue\n", {}, "invalid setting monitor.colour"),
         ("- a list\n", {}, "must hold a mapping"),
         ("monitor: [unclosed\n", {}, "not valid YAML"),
+        # before: the second section silently replaced the first
+        ("monitor:\n  port: 1\nmonitor:\n  port: 2\n", {}, r"not valid YAML: line 3: duplicate key 'monitor' \(first on line 1\)"),
+        ("[" * 5000 + "]" * 5000, {}, "not valid YAML: nested too deeply"),  # before: a RecursionError
         ("", {"V4_SCANNER__THRESHOLD": "1.5"}, "invalid setting scanner.threshold"),
     ],
 )

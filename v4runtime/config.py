@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from v4runtime import strict_yaml
 from v4runtime.errors import ConfigError
 from v4runtime.files import read_file
 
@@ -257,9 +258,9 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[s
     if path is not None:
         file = Path(path)
         try:
-            loaded = yaml.safe_load(_read_config_file(file))
+            loaded = strict_yaml.load(_read_config_file(file))
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {file} is not valid YAML: {_one_line(str(exc))}") from exc
+            raise ConfigError(f"config file {file} is not valid YAML: {strict_yaml.describe(exc)}") from exc
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

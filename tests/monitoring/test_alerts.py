@@ -79,6 +79,10 @@ def test_rule_files_are_validated_naming_the_field(tmp_path: Path) -> None:
         load_rules(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_rules(tmp_path / "missing.yaml")
+    # Before: the second `rules:` silently replaced the first, and its rules were lost unseen.
+    bad.write_text("rules:\n  - {name: A, metric: fpr, window: 5m, threshold: 1}\nrules: []\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML: line 3: duplicate key 'rules' \(first on line 1\)"):
+        load_rules(bad)
 
 
 def test_pending_firing_resolved_with_dedup_and_suppression(tmp_path: Path) -> None:

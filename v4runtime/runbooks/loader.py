@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.constructor import ConstructorError
 
+from v4runtime import strict_yaml
 from v4runtime.errors import RunbookError
 from v4runtime.runbooks.model import Runbook
 from v4runtime.runbooks.schema import Problem, RunbookValidationError, validate
@@ -21,28 +21,6 @@ SUFFIXES = (".yml", ".yaml")
 MAX_BYTES = 1 << 20
 #: Most values (scalars, lists, mappings) a document may hold once YAML aliases are expanded.
 MAX_NODES = 50_000
-
-
-class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses duplicate and non-string mapping keys instead of losing data."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        """Check every key (string, not repeated), then build the mapping as SafeLoader does."""
-        seen: dict[str, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, str):
-                raise ConstructorError(
-                    None, None, f"mapping key {key!r} is not a string (quote it)", key_node.start_mark
-                )
-            if key in seen:
-                raise ConstructorError(
-                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark
-                )
-            seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep)
 
 
 def _too_big(data: Any) -> bool:
@@ -120,7 +98,7 @@ def load_file(path: Path) -> Runbook:
     file = _display(path)
     text = _read(path, file)
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        data = strict_yaml.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from v4runtime import strict_yaml
 from v4runtime.errors import ConfigError
 
 #: Metric name -> description. ``stego_rate_shift`` is |stego rate now - stego rate in the previous window|.
@@ -144,15 +145,15 @@ def load_rules(path: str | Path) -> list[Rule]:
     """
     file = Path(path)
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = strict_yaml.load(file.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"alert rules file not found: {file}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"alert rules file {file} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"alert rules file {file} is not valid YAML: {strict_yaml.describe(exc)}") from exc
     return _parse(data, str(file))
 
 
 def default_rules() -> list[Rule]:
     """The rules shipped with the package: latency p95, error rate, stego-rate shift, FPR."""
     text = resources.files("v4runtime.monitoring").joinpath("default_rules.yaml").read_text(encoding="utf-8")
-    return _parse(yaml.safe_load(text), "default_rules.yaml")
+    return _parse(strict_yaml.load(text), "default_rules.yaml")
