@@ -4,7 +4,8 @@
 memory runs out; a file that grows while it is read gets past a size check made beforehand.
 :func:`read_file` opens without blocking, checks the opened file itself (not the name, which may
 be swapped in between) and reads at most one byte over the cap. Images, settings files and
-model cards are all read this way; each caller names its own error type.
+model cards are all read this way; each caller names its own error type. Results written to
+standard output go through :func:`write_line`, so a full disk is a typed error too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import TextIO
 
 from v4runtime.errors import ConfigError, ImageError, V4Error
 
@@ -48,9 +50,11 @@ def read_file(
         what: Words put before the path in messages, e.g. ``"config file "``.
 
     Raises:
-        V4Error: Of type ``error``, ``reason`` one of ``not_found``; ``not_a_file`` (a directory,
+        V4Error: Of type ``error``, ``reason`` one of ``not_found`` (an empty path too); ``not_a_file`` (a directory,
             pipe, socket or device); ``too_large``; ``unreadable`` (permissions, I/O error).
     """
+    if not os.fspath(path):  # Path("") is ".": an unset variable in a script would read the folder
+        raise error(f"{what}'': empty path, no such file", reason="not_found")
     path = Path(path)
     name = f"{what}{path}"
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
@@ -87,6 +91,28 @@ def _read_capped(fd: int, name: str, max_bytes: int, error: type[V4Error] = Imag
         if total > max_bytes:
             raise error(f"{name}: more than the limit of {max_bytes} bytes", reason="too_large")
     return b"".join(parts)
+
+
+class OutputError(V4Error):
+    """A command's results could not be written (standard output on a full disk, a closed terminal)."""
+
+
+def write_line(line: str, stream: TextIO, *, flush: bool = False) -> None:
+    """Print ``line`` on ``stream``; a write that fails is an :class:`OutputError`, reason ``output``.
+
+    ``BrokenPipeError`` passes through: the reader went away, which the CLI ends quietly.
+    """
+    try:
+        print(line, file=stream, flush=flush)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise output_error(exc) from exc
+
+
+def output_error(exc: OSError) -> OutputError:
+    """The :class:`OutputError` for a failed write to standard output."""
+    return OutputError(f"cannot write the results to standard output: {exc.strerror or exc}", reason="output")
 
 
 def check_output_dir(

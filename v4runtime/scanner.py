@@ -5,7 +5,8 @@ detection: it resolves the model once (sha256 and signature checked by
 :func:`v4runtime.model.registry.resolve_model`), opens one session and reuses it for every file it
 scans. :meth:`Scanner.scan` handles one file; :meth:`Scanner.scan_many` handles many, in batches, with
 worker threads or processes. A file that cannot be read becomes a :class:`ScanResult` whose ``error``
-is set: it is reported and counted, never dropped.
+is set: it is reported and counted, never dropped. So does a file whose worker process died (killed,
+out of memory) twice while scanning it (see :data:`POOL_TRIES`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from v4runtime.streams.spec import (
     STREAM_NAMES,
     STREAM_SPECS,
 )
+from v4runtime.workers import signals_deferred
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,13 @@ DISPATCH = 16
 #: Chunks submitted to a pool per worker ahead of the one being read: keeps workers busy while
 #: bounding what a long (or endless) stream of sources holds in memory.
 IN_FLIGHT_PER_WORKER = 2
+
+#: Times a chunk of files is handed to a pool. A worker process that dies (the OOM killer, a
+#: SIGKILL, a crash in a decoder) breaks its whole pool: the pool is replaced and the chunks it had
+#: not finished are scanned again in the new one; a chunk whose pool breaks on its last try comes
+#: back as results with ``error_reason`` ``worker_died`` (a file that kills its worker would kill
+#: every new one).
+POOL_TRIES = 2
 
 #: ``executor="auto"`` uses processes from this many files on (below, start-up costs more than it saves).
 AUTO_PROCESS_MIN_FILES = 64
@@ -478,30 +487,81 @@ class Scanner:
                 yield result
 
     def _pooled(
-        self, chunks: Iterator[tuple[int, list[str | os.PathLike[str] | bytes]]], workers: int, executor: str
+        self, chunks: Iterator[_Chunk], workers: int, executor: str
     ) -> Iterator[list[ScanResult]]:
         """Chunk results in order, with at most :data:`IN_FLIGHT_PER_WORKER` chunks per worker submitted."""
-        pending: collections.deque[Future[list[ScanResult]]] = collections.deque()
+        pending: collections.deque[_InFlight] = collections.deque()
         try:
             for chunk in chunks:
                 pending.append(self._submit(chunk, workers, executor))
                 if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
-                    yield pending.popleft().result()
+                    yield self._first_results(pending, workers, executor)
             while pending:
-                yield pending.popleft().result()
+                yield self._first_results(pending, workers, executor)
         finally:  # the caller stopped early (or a chunk failed): drop what has not started
-            for future in pending:
-                future.cancel()
+            for item in pending:
+                item.future.cancel()
 
-    def _submit(
-        self, chunk: tuple[int, list[str | os.PathLike[str] | bytes]], workers: int, executor: str
-    ) -> Future[list[ScanResult]]:
+    def _first_results(
+        self, pending: collections.deque[_InFlight], workers: int, executor: str
+    ) -> list[ScanResult]:
+        """Wait for the first chunk in ``pending`` and pop its results, replacing a pool that broke."""
+        while True:
+            head = pending[0]
+            try:
+                results = head.future.result()
+            except BrokenExecutor:
+                self._resubmit_broken(pending, head.pool, workers, executor)
+                continue
+            pending.popleft()
+            return results
+
+    def _resubmit_broken(
+        self, pending: collections.deque[_InFlight], pool: Executor | None, workers: int, executor: str,
+    ) -> None:
+        """Replace a broken pool; its unfinished chunks go to a new one, or come back as errors on their last try."""
+        self._discard_pool(pool)
+        retried = failed = 0
+        for i, item in enumerate(pending):
+            if item.pool is not pool or _finished(item.future):
+                continue
+            if item.tries < POOL_TRIES:
+                pending[i] = self._submit(item.chunk, workers, executor, tries=item.tries + 1)
+                retried += len(item.chunk[1])
+            else:
+                pending[i] = _InFlight(item.chunk, _done(_worker_died(item.chunk[1], item.tries)), None, item.tries)
+                failed += len(item.chunk[1])
+        log.warning("a worker process died (killed by a signal, out of memory, or a crash): %s",
+                    _retry_summary(retried, failed))
+
+    def _submit(self, chunk: _Chunk, workers: int, executor: str, tries: int = 1) -> _InFlight:
         # Under the lock, so that another call cannot swap the pool between getting and using it;
         # a pool swapped later still finishes the chunks already submitted to it.
         with self._pools_lock:
+            pool: Executor
             if executor == "thread":
-                return self._thread_pool(workers).submit(self._scan_chunk, chunk)
-            return self._process_pool(workers).submit(_worker_scan_chunk, chunk)
+                pool = self._thread_pool(workers)
+                task: Callable[[Any], list[ScanResult]] = self._scan_chunk
+            else:
+                pool = self._process_pool(workers)
+                task = _worker_scan_chunk
+            try:
+                with signals_deferred():  # the first submit forks the workers: start them whole
+                    future = pool.submit(task, chunk)
+            except BrokenExecutor as exc:  # it broke since the last result: handled like a failed chunk
+                future = Future()
+                future.set_exception(exc)
+        return _InFlight(chunk, future, pool, tries)
+
+    def _discard_pool(self, pool: Executor | None) -> None:
+        """Forget ``pool`` (unless another call replaced it already) and shut it down without waiting."""
+        with self._pools_lock:
+            for name in ("_threads", "_processes"):
+                slot = getattr(self, name)
+                if slot is not None and slot[1] is pool:
+                    setattr(self, name, None)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _thread_pool(self, workers: int) -> ThreadPoolExecutor:
         # A pool being replaced may still run another caller's chunks: it finishes them, then stops.
@@ -549,9 +609,56 @@ class Scanner:
         return results
 
 
+#: A task for a pool: ``(batch_size, sources)``.
+_Chunk = tuple[int, list[str | os.PathLike[str] | bytes]]
+
+
+@dataclass
+class _InFlight:
+    """A chunk handed to ``pool`` (``None``: results made here), on its ``tries``-th try."""
+
+    chunk: _Chunk
+    future: Future[list[ScanResult]]
+    pool: Executor | None
+    tries: int = 1
+
+
+def _finished(future: Future[Any]) -> bool:
+    """``future`` holds results (not an error, not cancelled)."""
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
+def _done(results: list[ScanResult]) -> Future[list[ScanResult]]:
+    future: Future[list[ScanResult]] = Future()
+    future.set_result(results)
+    return future
+
+
+def _worker_died(sources: Sequence[object], tries: int) -> list[ScanResult]:
+    """Results for files that were never scanned because their worker process died on every try."""
+    error = (f"not scanned: the worker process scanning this file's batch of {len(sources)} died {tries} times "
+             "(killed by a signal, out of memory, or a crash in a decoder)")
+    return [ScanResult(path=_display_path(source), error=error, error_reason="worker_died") for source in sources]
+
+
+def _retry_summary(retried: int, failed: int) -> str:
+    parts = [f"{retried} unfinished file(s) are scanned again in a new pool"] if retried else []
+    parts += [f"{failed} file(s) reported as not scanned (worker_died)"] if failed else []
+    return "; ".join(parts) or "nothing was left to scan"
+
+
+def _display_path(source: object) -> str:
+    """The ``path`` a :class:`ScanResult` shows for ``source`` (as :meth:`Scanner.scan` sets it)."""
+    if isinstance(source, str | os.PathLike):
+        return os.fsdecode(source)
+    if isinstance(source, bytes | bytearray | memoryview):
+        return "<bytes>"
+    return f"<{type(source).__name__}>"
+
+
 def _chunks(
     sources: Iterator[str | os.PathLike[str] | bytes], size: int, batch_size: int
-) -> Iterator[tuple[int, list[str | os.PathLike[str] | bytes]]]:
+) -> Iterator[_Chunk]:
     """``(batch_size, up to size sources)`` tasks, read from ``sources`` only as they are needed."""
     while chunk := list(itertools.islice(sources, size)):
         yield batch_size, chunk
@@ -592,9 +699,12 @@ _WORKER_SCANNER: Scanner | None = None
 
 
 def _worker_init(model_path: str, threshold: float, zero_streams: tuple[str, ...]) -> None:
-    from v4runtime.workers import exit_with_parent
+    from v4runtime.workers import exit_with_parent, ignore_interrupts
 
     global _WORKER_SCANNER
+    # Ctrl-C signals the terminal's whole process group: the parent stops the scan and shuts the
+    # pool down; a worker interrupted on its own would only print a traceback.
+    ignore_interrupts()
     exit_with_parent()
     _WORKER_SCANNER = Scanner(model=model_path, threshold=threshold, zero_streams=zero_streams)
 

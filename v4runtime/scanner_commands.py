@@ -2,13 +2,15 @@
 
 Exit status of ``scan``: 0 when every file was read and none is stego, 1 when at least one file is
 flagged, 2 when some file, or some folder's listing, could not be read (this wins over 1, so a script
-never mistakes a partial scan for a complete one).
+never mistakes a partial scan for a complete one), or when the scan could not complete (the results
+could not be written, an internal error: see :mod:`v4runtime.cli`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from v4runtime.errors import V4Error
+from v4runtime.files import write_line
 
 EXIT_CLEAN, EXIT_STEGO, EXIT_UNREADABLE = 0, 1, 2
 
@@ -118,13 +121,14 @@ def collect_paths(paths: Iterable[str], recursive: bool) -> Collected:
     In a folder a file is scanned when its suffix or its first bytes say image; the others, and
     the sub-folders not entered without ``recursive``, are counted in the result rather than
     dropped unseen. A missing path stays in the list so the scan reports it as unreadable. A file
-    named twice (directly or through a folder) is scanned once.
+    named twice (directly or through a folder) is scanned once. An empty path is a missing file,
+    not the current folder (which ``Path("")`` would be).
     """
     found = Collected()
     candidates: list[str] = []
     for raw in paths:
         p = Path(raw)
-        if not _is_dir(p):
+        if not raw or not _is_dir(p):
             candidates.append(raw)
             continue
         for entry in _walk(p, recursive, found):
@@ -146,11 +150,25 @@ def collect_paths(paths: Iterable[str], recursive: bool) -> Collected:
                 found.not_files.append(str(entry))
     seen: set[str] = set()
     for path in candidates:
-        key = str(Path(path).resolve())
+        key = _identity(path)
         if key not in seen:
             seen.add(key)
             found.paths.append(path)
     return found
+
+
+def _identity(path: str) -> str:
+    """The file ``path`` names, to scan it once; the absolute path where it cannot be resolved.
+
+    ``Path.resolve`` raises on a symbolic-link loop (``RuntimeError`` before Python 3.13, ``OSError``
+    since): such a path is kept, and the scan reports it as unreadable.
+    """
+    if not path:
+        return path
+    try:
+        return str(Path(path).resolve())
+    except (OSError, RuntimeError):
+        return os.path.abspath(path)
 
 
 def _walk(root: Path, recursive: bool, found: Collected) -> Iterator[Path]:
@@ -202,20 +220,35 @@ def _report_left_out(found: Collected, stream: TextIO) -> None:
     for field_name, template in _LEFT_OUT_LINES:
         entries = getattr(found, field_name)
         if entries:
-            print(template.format(n=len(entries), first=entries[0]), file=stream)
+            print(template.format(n=len(entries), first=_shown(entries[0])), file=stream)
     if not found.paths:
         print("warning: no image files found: nothing was scanned", file=stream)
 
 
 def _say(line: str, stream: TextIO | None = None) -> None:
     """Print ``line``; where ``stream``'s encoding cannot show a character (a file name whose bytes
-    are not UTF-8, an ASCII-only terminal) write it as a backslash escape instead of failing."""
+    are not UTF-8, an ASCII-only terminal) write it as a backslash escape instead of failing.
+
+    Raises:
+        OutputError: ``stream`` cannot be written (a full disk).
+    """
     stream = sys.stdout if stream is None else stream
     try:
-        print(line, file=stream)
+        write_line(line, stream)
     except UnicodeEncodeError:
         encoding = getattr(stream, "encoding", None) or "utf-8"
-        print(line.encode(encoding, "backslashreplace").decode(encoding), file=stream)
+        write_line(line.encode(encoding, "backslashreplace").decode(encoding), stream)
+
+
+def _shown(text: str) -> str:
+    """``text`` with its non-printable characters as backslash escapes (``\\n``, ``\\x1b``...).
+
+    A file name may hold a newline or a terminal escape sequence: shown as is, it would forge a
+    line of the report or drive the terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _progress_bar(total: int, stream: TextIO) -> Any:
@@ -241,6 +274,10 @@ def _extract_payload(path: str, method: str | None) -> dict[str, Any]:
     reads *something* up to the first NUL, so the detected method's reads are compared (the other
     methods' only when it yields nothing) and the one most like text wins: a text payload read in
     the wrong bit order comes out as bit-reversed bytes. Such a payload is ``verified: false``.
+
+    A ``raw`` payload with no NUL runs to the end of the file (``cat cover.png note.txt``), and the
+    bit-plane methods are not tried on lossy files (JPEG, lossy WebP): lossy coding keeps no LSB,
+    so what they read there is noise.
     """
     from v4runtime import stego
     from v4runtime.files import read_file
@@ -250,36 +287,68 @@ def _extract_payload(path: str, method: str | None) -> dict[str, Any]:
         data = read_file(path)
     except V4Error as exc:
         return {"method": None, "error": str(exc)}
-    methods = list(dict.fromkeys([m for m in (method, *METHODS) if m]))
+    lossy = _is_lossy(data)
+    methods = [m for m in dict.fromkeys(m for m in (method, *METHODS) if m) if not (lossy and m in stego.BIT_METHODS)]
     reads = [(m, order) for m in methods for order in (stego.BIT_ORDERS if m in stego.BIT_METHODS else ("lsb-first",))]
     last_error = "no payload found"
-    unverified: list[tuple[str, str, bytes]] = []
+    unverified: list[tuple[str, str, bytes, bool]] = []
     for marker in (True, False):
         for m, order in reads:
             try:
-                payload = stego.extract(data, m, bit_order=order, marker=marker)
+                payload, to_end = _read_payload(data, m, order, marker)
             except V4Error as exc:
                 last_error = str(exc)
                 continue
             if not payload:
                 continue
             if marker:
-                return _payload_record(m, order, payload, verified=True)
-            unverified.append((m, order, payload))
+                return _payload_record(m, order, payload, verified=True, to_end=to_end)
+            unverified.append((m, order, payload, to_end))
     if not unverified:
         return {"method": None, "error": last_error}
     first_method = unverified[0][0]  # the detected method when it yielded anything
-    m, order, payload = max((u for u in unverified if u[0] == first_method), key=lambda u: _text_share(u[2]))
-    return _payload_record(m, order, payload, verified=False)
+    m, order, payload, to_end = max((u for u in unverified if u[0] == first_method), key=lambda u: _text_share(u[2]))
+    return _payload_record(m, order, payload, verified=False, to_end=to_end)
 
 
-def _payload_record(method: str, order: str, payload: bytes, *, verified: bool) -> dict[str, Any]:
+def _is_lossy(data: bytes) -> bool:
+    """The file is lossy-coded (JPEG, lossy WebP); ``False`` when its container cannot be read."""
+    from v4runtime.errors import ImageError
+    from v4runtime.streams.containers import parse_container
+
+    try:
+        return not parse_container(data).lossless
+    except ImageError:
+        return False
+
+
+def _read_payload(data: bytes, method: str, order: str, marker: bool) -> tuple[bytes, bool]:
+    """``(payload, ran to the end of the file)``: one read of :func:`v4runtime.stego.extract`.
+
+    An appended file (``cat cover.png note.txt``) has no NUL terminator: for ``raw`` the payload is
+    then the whole tail, where ``extract`` would find none.
+    """
+    from v4runtime import stego
+    from v4runtime.errors import ExtractError
+    from v4runtime.stego import raw
+
+    try:
+        return stego.extract(data, method, bit_order=order, marker=marker), False
+    except ExtractError as exc:
+        if method != "raw" or exc.reason != "no_terminator":
+            raise
+    length = len(raw.read(data)) - (len(stego.MARKER) if marker else 0)
+    return stego.extract(data, method, marker=marker, length=length), True
+
+
+def _payload_record(method: str, order: str, payload: bytes, *, verified: bool, to_end: bool = False) -> dict[str, Any]:
     from v4runtime import stego
 
     return {
         "method": method,
         "bit_order": order if method in stego.BIT_METHODS else None,
         "verified": verified,
+        "ends_at": "end_of_file" if to_end else "nul",
         "size": len(payload),
         "kind": "text" if _text_share(payload) >= 0.9 else "binary",
         "text": payload.decode("utf-8", "replace"),
@@ -297,18 +366,19 @@ def _summary(results: list[Any], stream: TextIO) -> None:
     reasons = Counter(r.error_reason for r in bad)
     rows += [(f"  unreadable: {reason}", n) for reason, n in sorted(reasons.items())]
     width = max(len(k) for k, _ in rows)
-    print("", file=stream)
-    print(f"{'summary':<{width}}  count", file=stream)
+    write_line("", stream)
+    write_line(f"{'summary':<{width}}  count", stream)
     for key, n in rows:
         _say(f"{key:<{width}}  {n:>5}", stream)
 
 
 def _human_line(r: Any) -> str:
+    path = _shown(r.path) if r.path else "''"
     if r.error is not None:
-        return f"UNREADABLE  {r.path}  ({r.error_reason}: {r.error})"
+        return f"UNREADABLE  {path}  ({r.error_reason}: {_shown(r.error)})"
     if r.is_stego:
-        return f"STEGO       {r.path}  p={r.probability:.4f}  method={r.method}  format={r.format}"
-    return f"clean       {r.path}  p={r.probability:.4f}"
+        return f"STEGO       {path}  p={r.probability:.4f}  method={r.method}  format={r.format}"
+    return f"clean       {path}  p={r.probability:.4f}"
 
 
 def _payload_line(payload: dict[str, Any] | None) -> str:
@@ -316,11 +386,12 @@ def _payload_line(payload: dict[str, Any] | None) -> str:
         return ""
     if payload.get("method"):
         order = f", {payload['bit_order']}" if payload.get("bit_order") else ""
+        read_to = "to the end of the file" if payload.get("ends_at") == "end_of_file" else "up to a NUL"
         where = payload["method"] if payload["verified"] else (
-            f"{payload['method']}{order}, unverified: no AI42 marker, read up to a NUL")
+            f"{payload['method']}{order}, unverified: no AI42 marker, read {read_to}")
         shown = repr(payload["text"][:200]) if payload.get("kind") == "text" else f"binary, hex {payload['hex'][:48]}…"
         return f"\n            payload ({where}, {payload['size']} B): {shown}"
-    return f"\n            payload: not recovered ({payload['error']})"
+    return f"\n            payload: not recovered ({_shown(payload['error'])})"
 
 
 def run_scan(args: argparse.Namespace) -> int:
@@ -348,7 +419,7 @@ def run_scan(args: argparse.Namespace) -> int:
             results.append(r)
             records.append(record)
             if args.jsonl:
-                print(json.dumps(record), flush=True)
+                write_line(json.dumps(record), sys.stdout, flush=True)
             elif not args.json:
                 _say(_human_line(r) + _payload_line(record.get("payload")))
     finally:
@@ -356,12 +427,12 @@ def run_scan(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
     if args.json:
-        print(json.dumps({"model": scanner.model_name, "model_sha256": scanner.model_sha256,
+        write_line(json.dumps({"model": scanner.model_name, "model_sha256": scanner.model_sha256,
                           "threshold": scanner.threshold, "results": records,
                           "left_out": {"not_images": found.not_images, "not_files": found.not_files,
                                        "folders_not_entered": found.folders_not_entered,
                                        "links_not_followed": found.links_not_followed,
-                                       "folders_unreadable": found.folders_unreadable}}, indent=2))
+                                       "folders_unreadable": found.folders_unreadable}}, indent=2), sys.stdout)
     elif not args.jsonl:
         _summary(results, sys.stdout)
     _report_left_out(found, sys.stderr)

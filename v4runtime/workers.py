@@ -5,7 +5,8 @@ shutting the pool down (``kill``, ``timeout``, a supervisor's SIGTERM, the OOM k
 nobody ever writes to that queue again: the workers sleep on as orphans, each holding a model
 session. :func:`exit_with_parent`, run first in every pool initializer, ends a worker once its
 parent is gone. :func:`terminate_as_interrupt` makes SIGTERM unwind the command like Ctrl-C, so
-its ``finally`` blocks shut pools down and remove partial outputs.
+its ``finally`` blocks shut pools down and remove partial outputs. :func:`signals_deferred` holds
+both signals while a pool starts, and :func:`ignore_interrupts` leaves Ctrl-C to a worker's parent.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 #: Seconds between two checks of a worker's parent.
 PARENT_POLL_S = 0.5
@@ -43,6 +45,54 @@ def terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Within the block, Ctrl-C and SIGTERM wait: they take effect, once, when it ends.
+
+    For work that must not stop half-way, such as starting a process pool: a KeyboardInterrupt
+    between its forks left workers that no one told to stop, and the exit waited on them forever.
+    SIGINT is also blocked in this thread, so that processes forked in the block start with it
+    blocked until :func:`ignore_interrupts`. Handlers can be swapped in the main thread only; no
+    other thread ever raises KeyboardInterrupt.
+    """
+    masked = hasattr(signal, "pthread_sigmask")
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if masked else set()
+    caught: list[int] = []
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not None:  # None: set outside Python, it could not be put back
+                previous[signum] = signal.signal(signum, lambda received, frame: caught.append(received))
+    try:
+        yield
+    finally:
+        if masked:  # a SIGINT held by the mask arrives here, and is caught like the others
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(caught):
+            _replay(signum, previous[signum])
+
+
+def _replay(signum: int, handler: Any) -> None:
+    """Act on a signal held back by :func:`signals_deferred` as its own handler would have."""
+    if callable(handler):
+        handler(signum, None)  # KeyboardInterrupt, Terminated
+    elif handler == signal.SIG_DFL:
+        signal.raise_signal(signum)
+
+
+def ignore_interrupts() -> None:
+    """Call first in a pool worker whose parent handles Ctrl-C: SIGINT is ignored from now on.
+
+    A SIGINT that came while the worker was forked inside :func:`signals_deferred` is pending:
+    ignoring it discards it; then SIGINT is unblocked.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def exit_with_parent(poll_s: float = PARENT_POLL_S) -> None:

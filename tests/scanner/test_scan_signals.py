@@ -10,22 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from scanfix import png_bytes
+from scanfix import children, png_bytes
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process parents from /proc")
-
-
-def _children(pid: int) -> list[int]:
-    """Live child processes of ``pid`` (from /proc: no extra dependency)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended while we looked
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
 
 
 def _alive(pid: int) -> bool:
@@ -54,7 +41,7 @@ def _start_scan(folder: Path, model: Path, out: Path) -> tuple[subprocess.Popen[
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        workers = _children(proc.pid)
+        workers = children(proc.pid)
         if len(workers) >= 2 and out.stat().st_size > 0:
             return proc, workers
         assert proc.poll() is None, "the scan ended before it could be stopped"

@@ -34,7 +34,8 @@ STEGO = embed(COVER, b"hi", "exif", "JPEG")
 CALLS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "check_method": (check_method, {"method": "raw", "fmt": "PNG"}),
     "cover_samples": (cover_samples, {"cover": COVER, "method": "lsb.rgb"}),
-    "capacity": (capacity, {"cover": COVER, "method": "alpha", "fmt": "PNG", "marker": True, "terminator": True}),
+    "capacity": (capacity, {"cover": COVER, "method": "exif", "fmt": "JPEG", "marker": True, "terminator": True,
+                            "exif_tags": {MAKE: "Canon"}, "thumbnail": THUMB}),
     "embed": (embed, {
         "cover": COVER, "payload": b"hi", "method": "exif", "fmt": "JPEG", "bit_order": "lsb-first", "marker": True,
         "terminator": True, "exif_tags": {MAKE: "Canon"}, "thumbnail": THUMB, "lossless": False, "quality": 90,

@@ -75,21 +75,35 @@ def cover_samples(cover: Cover, method: str) -> tuple[np.ndarray, int, int]:
     return _PLANES[method].cover_samples(im), step * im.width, step
 
 
-def capacity(cover: Cover, method: str, fmt: str, *, marker: bool = True, terminator: bool = True) -> int:
+def capacity(
+    cover: Cover,
+    method: str,
+    fmt: str,
+    *,
+    marker: bool = True,
+    terminator: bool = True,
+    exif_tags: Mapping[int, Value] | None = None,
+    thumbnail: bytes | None = None,
+) -> int:
     """Largest payload in bytes that ``embed`` accepts for this cover, method and format.
+
+    For ``exif``, pass the ``exif_tags`` and ``thumbnail`` you will give ``embed``: in JPEG they
+    share one APP1 segment (65533 bytes) with the payload. The cover's own EXIF takes no room:
+    ``embed`` writes a new block.
 
     Raises:
         EmbedError: As :func:`check_method`, an unreadable cover (bit-plane methods), or an
             argument of the wrong type.
     """
-    check_arguments(cover=cover, method=method, fmt=fmt, marker=marker, terminator=terminator)
-    check_method(method, fmt)
+    check_arguments(cover=cover, method=method, fmt=fmt, marker=marker, terminator=terminator,
+                    exif_tags=exif_tags, thumbnail=thumbnail)
+    name = check_method(method, fmt)
     overhead = (4 if marker else 0) + (1 if terminator else 0)
     if method in _PLANES:
         bits = _PLANES[method].capacity_bits(load_cover(cover))
         return max(0, bits // 8 - overhead)
     if method == "exif":
-        return exif.MAX_COMMENT - overhead
+        return max(0, exif.max_frame(name, exif_tags, thumbnail) - overhead)
     return 2**31
 
 

@@ -4,7 +4,8 @@ The end of the image is found by walking each format's structure, never by searc
 marker (an EXIF thumbnail carries its own JPEG EOI, a GIF payload may contain ``;``):
 
 - JPEG: markers are walked segment by segment; entropy-coded scans are skipped to the next
-  real marker; the image ends at the EOI that follows the last scan.
+  real marker; the image ends at the EOI that follows the last scan. A multi-picture JPEG (an
+  APP2 ``MPF`` index) ends after the last image its index declares (see :func:`_mpo_end`).
 - PNG: chunks are walked to ``IEND``; the image ends after IEND's 4-byte CRC.
 - GIF: blocks and sub-blocks are walked to the ``0x3B`` trailer.
 - WebP: the RIFF header's size field gives the end (any tail length).
@@ -120,12 +121,30 @@ _SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 _NOT_FILL = re.compile(rb"[^\xff]")
 
 
+@dataclass
+class _JpegWalk:
+    """One JPEG image walked from its SOI to its EOI."""
+
+    end: int
+    exif: bytes = b""
+    has_icc: bool = False
+    progressive: bool = False
+    #: ``(start, end)`` of the first APP2 ``MPF`` segment's MP header (its TIFF header onwards).
+    mpf: tuple[int, int] | None = None
+
+
 def _parse_jpeg(data: bytes) -> Container:
+    head = _walk_jpeg(data, 0)
+    end = head.end if head.mpf is None else _mpo_end(data, head.mpf, head.end)
+    return Container("JPEG", end, exif=head.exif, has_icc=head.has_icc, progressive=head.progressive,
+                     lossless=False)
+
+
+def _walk_jpeg(data: bytes, start: int) -> _JpegWalk:
+    """Walk the JPEG whose SOI is at ``start`` to the EOI after its last scan."""
     n = len(data)
-    pos = 2
-    exif = b""
-    has_icc = False
-    progressive = False
+    pos = start + 2
+    walk = _JpegWalk(end=n)
     scans = markers = header_fill = 0
     while True:
         if pos >= n:
@@ -153,7 +172,8 @@ def _parse_jpeg(data: bytes) -> Container:
         if marker == 0xD9:  # EOI
             if not scans:
                 raise _corrupt("JPEG", "EOI before any scan")
-            return Container("JPEG", pos, exif=exif, has_icc=has_icc, progressive=progressive, lossless=False)
+            walk.end = pos
+            return walk
         if marker in _STANDALONE:
             continue
         if pos + 2 > n:
@@ -164,18 +184,77 @@ def _parse_jpeg(data: bytes) -> Container:
         end = pos + length
         if end > n:
             raise _truncated("JPEG", f"segment 0x{marker:02X} runs past the end of the file")
-        if marker == 0xE1 and not exif and data[pos + 2 : pos + 8] == _EXIF_PREFIX:
-            exif = data[pos + 8 : end]
+        if marker == 0xE1 and not walk.exif and data[pos + 2 : pos + 8] == _EXIF_PREFIX:
+            walk.exif = data[pos + 8 : end]
         elif marker == 0xE2 and data[pos + 2 : pos + 14] == b"ICC_PROFILE\x00":
-            has_icc = True
+            walk.has_icc = True
+        elif marker == 0xE2 and walk.mpf is None and data[pos + 2 : pos + 6] == _MPF_PREFIX:
+            walk.mpf = (pos + 6, end)
         elif marker in (0xC2, 0xC6, 0xCA, 0xCE):
-            progressive = True
+            walk.progressive = True
         pos = end
         if marker == 0xDA:  # start of scan: skip entropy-coded data to the next real marker
             scans += 1
             if scans > MAX_JPEG_SCANS:
                 raise _corrupt("JPEG", f"more than {MAX_JPEG_SCANS} scans (a decoding-time bomb)")
             pos = _skip_scan(data, pos)
+
+
+# Multi-picture JPEG (CIPA DC-007, "MPO"): stereo pairs, previews. The first image's APP2 "MPF"
+# segment holds an MP index (a TIFF structure) whose MP entries give each image's size and offset,
+# counted from the MP header; the other images follow the first one's EOI. They are part of the
+# file, not a tail: the image ends after the last one declared.
+_MPF_PREFIX = b"MPF\x00"
+_MP_ENTRY_TAG = 0xB002
+_MP_ENTRY_SIZE = 16
+#: Most images of an MP index that are walked; cameras write two or three.
+MAX_MPO_IMAGES = 64
+#: Bytes allowed between two images of an MPO: only fill (0x00 or 0xFF) may sit there.
+_NOT_PADDING = re.compile(rb"[^\x00\xff]")
+
+
+def _mpo_end(data: bytes, mpf: tuple[int, int], first_end: int) -> int:
+    """End of the last image an MP index declares, each one walked like the first.
+
+    The images are taken in file order from the first one's EOI: each must start after nothing
+    but fill and be a whole JPEG. The first that is not (a gap holding data, a bad offset, a
+    broken image) ends the walk, so undeclared or unparsable bytes stay in the tail: an index
+    cannot hide a payload by declaring it, only a real JPEG can be declared.
+    """
+    end = first_end
+    for start in sorted(_mp_image_offsets(data, mpf)):
+        if start < end:  # inside an image already walked (the first one's own entry, a duplicate)
+            continue
+        if _NOT_PADDING.search(data, end, start) or data[start : start + 3] != b"\xff\xd8\xff":
+            break
+        try:
+            end = _walk_jpeg(data, start).end
+        except ImageError:
+            break
+    return end
+
+
+def _mp_image_offsets(data: bytes, mpf: tuple[int, int]) -> list[int]:
+    """File offsets of the images an MP index declares after the first; ``[]`` when it is malformed."""
+    header, segment_end = mpf
+    index = data[header:segment_end]
+    order = {b"II*\x00": "<", b"MM\x00*": ">"}.get(index[:4])
+    if order is None:
+        return []
+    try:
+        ifd = struct.unpack_from(order + "I", index, 4)[0]
+        count = struct.unpack_from(order + "H", index, ifd)[0]
+        for i in range(count):
+            tag, _, size, at = struct.unpack_from(order + "HHII", index, ifd + 2 + 12 * i)
+            if tag == _MP_ENTRY_TAG:
+                break
+        else:
+            return []
+        entries = min(size // _MP_ENTRY_SIZE, MAX_MPO_IMAGES)
+        offsets = [struct.unpack_from(order + "I", index, at + _MP_ENTRY_SIZE * k + 8)[0] for k in range(entries)]
+    except struct.error:  # an index that runs past its segment: not a multi-picture file
+        return []
+    return [header + offset for offset in offsets if offset]  # the first image's offset is 0
 
 
 def _skip_scan(data: bytes, pos: int) -> int:
