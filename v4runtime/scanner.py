@@ -413,8 +413,8 @@ class Scanner:
             sources: paths or bytes.
             workers: parallel workers (1 = in this thread); more than the CPUs this process may
                 use (:func:`available_cpus`) only contend for them, so they are capped there, with a warning.
-            batch_size: files per inference call (default 1: batching does not pay on CPU for
-                this model, measured by ``v4runtime bench scan``).
+            batch_size: files per inference call (default 1: a batch makes each file wait for
+                the others; ``v4runtime bench scan`` measures whether batching pays on this CPU).
             executor: ``"process"`` (one scanner, hence one session, per worker process; the pool
                 is kept for later calls until :meth:`close`), ``"thread"`` (shares this scanner's
                 session), or ``"auto"``: processes for ``workers > 1`` and at least

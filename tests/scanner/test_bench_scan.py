@@ -33,6 +33,10 @@ def test_bench_scan_writes_report(tmp_path: Path, toy_model_path: Path, capsys: 
     md = (tmp_path / "bench-scan.md").read_text()
     assert md in out and "plain decode (Pillow, baseline)" in md
     assert "every stream encoder run (baseline)" in md and "at least one such stream" in md
+    rounds = report["throughput_rounds"]
+    assert len(rounds["1 worker"]) == len(rounds["1 worker, batches of 8"]) == 3
+    ratios = ", ".join(f"{b / a:.2f}" for a, b in zip(rounds["1 worker"], rounds["1 worker, batches of 8"], strict=True))
+    assert f"Batches of 8 against one file per call, 1 worker: {ratios}x in the 3 rounds (" in md
     rows = hosts.read_record(tmp_path / hosts.RECORD_JSON)
     assert rows[0] == _foreign_row()  # the other CPU's row is untouched
     assert rows[1] == hosts.row_from_report(report)
@@ -123,3 +127,16 @@ def test_record_verdicts_against_the_targets() -> None:
     assert lines[4].endswith("| 5.00 | 4.50 | met | not measured | not measured |")  # at the target is met
     assert lines[-1] == "The p95 target holds on 2 of the 3 CPUs recorded."
     assert render_record([]) == "No `bench scan` run has been recorded yet.\n"
+
+
+@pytest.mark.parametrize(
+    ("single", "batched", "verdict"),
+    [([100, 100], [110, 120], "faster"), ([100, 100], [90, 99], "slower"),
+     ([100, 100], [90, 120], "neither faster nor slower in every round")],
+)
+def test_the_batching_line_reads_every_round(single: list[float], batched: list[float], verdict: str) -> None:
+    from v4runtime.bench.scan import _batching_lines
+
+    report = {"throughput_rounds": {"1 worker": single, "1 worker, batches of 8": batched}}
+    assert _batching_lines(report)[0].endswith(f"in the 2 rounds ({verdict}).")
+    assert _batching_lines({}) == []  # reports written before the rounds were kept

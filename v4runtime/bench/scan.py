@@ -196,6 +196,7 @@ def _measure(scanner: Any, paths: list[Path], workers: int, host: Any, load_star
         "ratio_total_to_decode_p50": latency["total_ms"]["p50"] / decode_p["p50"],
         "inference_skipping": skipping,
         "throughput_images_per_s": throughput,
+        "throughput_rounds": rounds,
         "pool_start_s": pool_start,
         "workers_requested": requested,
         "workers_used": workers,
@@ -236,6 +237,7 @@ def render(report: dict[str, Any]) -> str:
     ]
     for key, value in report["throughput_images_per_s"].items():
         lines.append(f"| scan, {key} | {value:.0f} |")
+    lines += _batching_lines(report)
     if report.get("workers_used", 0) < report.get("workers_requested", 0):
         lines.append(f"\n{report['workers_requested']} workers were asked for, but this process may run on "
                      f"{report['workers_used']} CPU(s) only: the rows measure {report['workers_used']}.")
@@ -246,6 +248,18 @@ def render(report: dict[str, Any]) -> str:
                      f"{report['cpu_bound_images_per_s_per_core']:.0f} images/s per core (1000 / mean CPU ms).")
     lines.append(f"Target: >= {report['targets']['throughput_images_per_s']:g} images/s with 2 workers.")
     return "\n".join(lines) + "\n"
+
+
+def _batching_lines(report: dict[str, Any]) -> list[str]:
+    """Whether batching paid in this run: the ratio per round, so run-to-run noise shows beside it."""
+    rounds = report.get("throughput_rounds") or {}
+    single, batched = rounds.get("1 worker"), rounds.get("1 worker, batches of 8")
+    if not single or not batched:
+        return []
+    ratios = [b / s for s, b in zip(single, batched, strict=True)]
+    verdict = "faster" if min(ratios) > 1 else "slower" if max(ratios) < 1 else "neither faster nor slower in every round"
+    shown = ", ".join(f"{r:.2f}" for r in ratios)
+    return [f"\nBatches of 8 against one file per call, 1 worker: {shown}x in the {len(ratios)} rounds ({verdict})."]
 
 
 def _skipping_lines(report: dict[str, Any]) -> list[str]:
