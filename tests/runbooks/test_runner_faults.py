@@ -375,3 +375,36 @@ def test_unstartable_run_verify_or_rollback_fails_and_the_other_rollbacks_still_
     assert (rows[4]["status"], rows[4]["exit_code"]) == ("passed", 0) and "reason" not in rows[4]
     assert (rows[5]["status"], rows[5]["failed_step"]) == ("failed", "two")
     assert rows[5]["rollbacks"] == [{"step": "two", "exit_code": None}, {"step": "one", "exit_code": 0}]
+
+
+def test_a_run_directory_that_cannot_be_made_ends_the_run_in_the_log_not_a_traceback(tmp_path: Path, monkeypatch) -> None:
+    import io
+    import tempfile
+
+    from v4runtime.errors import RunbookError
+    from v4runtime.runbooks.loader import load_file
+    from v4runtime.runbooks.progress import Progress
+    from v4runtime.runbooks.runner import Runner, RunOptions
+
+    marker = tmp_path / "ran"
+    path = write_runbook(tmp_path, "tmpfull", f"""
+        title: T
+        purpose: P
+        steps:
+          - id: one
+            description: d
+            run: touch {marker}
+            verify: {{exit_code: 0}}
+        """)
+
+    def full(*args: object, **kwargs: object) -> str:
+        raise OSError(28, "No space left on device")  # as root, a real full /tmp cannot be made here
+
+    monkeypatch.setattr(tempfile, "mkdtemp", full)
+    log = tmp_path / "a.jsonl"
+    runner = Runner(load_file(path), RunOptions(log_path=log), Progress(io.StringIO()))
+    with pytest.raises(RunbookError, match="cannot create the run directory in .*No space left on device; nothing was run"):
+        runner.run()  # before: the OSError escaped, and the log had a run_start and no run_end
+    assert not marker.exists()
+    ends = [e for e in read(log) if e["event"] == "run_end"]
+    assert len(ends) == 1 and ends[0]["status"] == "failed" and "No space left" in ends[0]["reason"]

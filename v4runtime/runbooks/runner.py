@@ -330,7 +330,13 @@ class Runner:
             cwd=str(self.cwd),
             mode="ci" if self.options.ci else "live",
         )
-        run_dir = tempfile.mkdtemp(prefix=f"runbook-{self.runbook.name}-{self.run_id}-")
+        try:
+            run_dir = tempfile.mkdtemp(prefix=f"runbook-{self.runbook.name}-{self.run_id}-")
+        except OSError as exc:  # a full or read-only temp folder: nothing has run, so nothing to roll back
+            reason = f"cannot create the run directory in {tempfile.gettempdir()}: {exc.strerror or exc}"
+            log.event("run_end", status="failed", failed_step=None, duration_s=round(time.monotonic() - started, 3),
+                      rollbacks=[], reason=reason)
+            raise RunbookError(f"{reason}; nothing was run (set TMPDIR to a writable folder)") from None
         env = self._env(run_dir)
         result = RunResult(self.run_id, self.runbook.name, "failed", log_path=log_path)
         self.progress.line(
