@@ -58,6 +58,7 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ("monitor:\n  port: 70000\n", {}, "invalid setting monitor.port"),
         ("monitor:\n  colour: blue\n", {}, "invalid setting monitor.colour"),
+        ("monitor:\n  body_timeout_s: 0\n", {}, "invalid setting monitor.body_timeout_s"),
         ("- a list\n", {}, "must hold a mapping"),
         ("monitor: [unclosed\n", {}, "not valid YAML"),
         # before: the second section silently replaced the first

@@ -107,6 +107,8 @@ class MonitorSettings(_Section):
     webhook_urls: list[str] = Field(default_factory=list)
     retention_days: int = Field(default=30, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Seconds a request body may stall (no bytes arriving) before the request is answered 408.
+    body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     rate_limit_per_second: float = Field(default=2000.0, gt=0)
     # Added by H-monitor (issue 6): alerting, retention and webhook knobs of `v4runtime monitor serve`.
     rate_limit_burst: float | None = None  # at least 1 (see _whole_request_burst)

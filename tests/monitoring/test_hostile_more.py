@@ -24,7 +24,6 @@ import uvicorn
 
 from v4runtime.config import MonitorSettings, load_settings
 from v4runtime.errors import ConfigError
-from v4runtime.monitoring import middleware
 from v4runtime.monitoring.app import create_app
 from v4runtime.monitoring.auth import Authenticator
 
@@ -154,18 +153,15 @@ def test_one_request_id_sent_by_requests_sharing_a_group_commit_is_accepted_by_o
 # 4. Stalled bodies -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def stall_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The monitoring API in-process on real uvicorn, with a body timeout of BODY_TIMEOUT (the
-    middleware reads its default when the app's middleware stack is built, at startup)."""
-    settings = MonitorSettings(db_url=f"sqlite:///{tmp_path_factory.mktemp('stall')}/m.db")
+    """The monitoring API in-process on real uvicorn, with the setting monitor.body_timeout_s at BODY_TIMEOUT."""
+    settings = MonitorSettings(db_url=f"sqlite:///{tmp_path_factory.mktemp('stall')}/m.db", body_timeout_s=BODY_TIMEOUT)
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(middleware, "DEFAULT_BODY_TIMEOUT", BODY_TIMEOUT)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.02)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
     try:
         yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
     finally:

@@ -92,7 +92,7 @@ def create_app(
     app.include_router(ingest, prefix=API_PREFIX)
     app.include_router(api, prefix=API_PREFIX)
     _document_log_body(app)
-    edge = _EdgeHolder(settings.max_body_bytes)
+    edge = _EdgeHolder(settings.max_body_bytes, settings.body_timeout_s)
     app.add_middleware(_EdgeFactory, holder=edge)
     return app
 
@@ -122,15 +122,16 @@ def _document_log_body(app: FastAPI) -> None:
 class _EdgeHolder:
     """Lets the lifespan attach the metrics observer after the middleware stack is built."""
 
-    def __init__(self, max_body_bytes: int) -> None:
+    def __init__(self, max_body_bytes: int, body_timeout_s: float) -> None:
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
         self.observe = None
         self.fast_paths: dict[tuple[str, str], Any] = {}
 
 
 class _EdgeFactory(EdgeMiddleware):
     def __init__(self, app: object, holder: _EdgeHolder) -> None:
-        super().__init__(app, holder.max_body_bytes)
+        super().__init__(app, holder.max_body_bytes, body_timeout_s=holder.body_timeout_s)
         self._holder = holder
 
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
