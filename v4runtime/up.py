@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from v4runtime.cli_types import int_at_least
 from v4runtime.errors import ConfigError, V4Error
 
 #: Where ``up`` keeps its state (database, demo corpus, logs), relative to the working directory.
@@ -37,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--site-port", type=port_number, default=8000, help="port of the docs site (0: any free port)")
     parser.add_argument("--monitor-port", type=port_number, default=8400, help="port of the monitoring API (0: any free)")
     parser.add_argument("--scan-port", type=port_number, default=8401, help="port of the scan service (0: any free)")
-    parser.add_argument("--demo-images", type=image_count, default=24, help="images in the demo corpus (half stego)")
+    parser.add_argument("--demo-images", type=int_at_least(0), default=24, help="images in the demo corpus (half stego)")
     parser.add_argument("--skip-site", action="store_true", help="do not build or serve the docs site")
     parser.add_argument("--check", action="store_true", help="stop after the demo scan instead of serving")
     parser.set_defaults(func=run)
@@ -52,17 +53,6 @@ def port_number(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port must be within 0-65535 (0 picks a free one), got {port}")
     return port
-
-
-def image_count(text: str) -> int:
-    """argparse type of ``--demo-images``: an integer >= 0."""
-    try:
-        count = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if count < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {count}")
-    return count
 
 
 def free_port(preferred: int, exclude: frozenset[int] | set[int] = frozenset()) -> int:

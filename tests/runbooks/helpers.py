@@ -40,6 +40,19 @@ def cli(args: list[str], cwd: Path, log: Path | None = None, timeout: float = 60
     )
 
 
+def start_cli(args: list[str], cwd: Path, log: Path) -> subprocess.Popen[str]:
+    """Start ``python -m v4runtime.runbooks ARGS`` in the background (for tests that signal or kill it)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "v4runtime.runbooks", *args],
+        cwd=cwd,
+        env={**os.environ, "V4_RUNBOOK_LOG": str(log)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def events(log: Path) -> list[dict[str, Any]]:
     """All events of an audit log file."""
     return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -22,7 +22,7 @@ from v4runtime.runbooks.lock import RunbookLocked, hold, lock_path
 from v4runtime.runbooks.progress import Progress
 from v4runtime.runbooks.runner import Runner, RunOptions
 
-from .helpers import alive, cli, events, write_runbook
+from .helpers import alive, cli, events, start_cli, write_runbook
 
 THREE_STEPS = """
 title: Three steps
@@ -193,16 +193,7 @@ def test_interrupted_run_is_rolled_back_and_audited(tmp_path: Path) -> None:
         """,
     )
     log = tmp_path / "audit.jsonl"
-    env_log = {"V4_RUNBOOK_LOG": str(log)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "v4runtime.runbooks", "run", "long", "--param", f"dir={tmp_path}"],
-        cwd=tmp_path,
-        env={**os.environ, **env_log},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(["run", "long", "--param", f"dir={tmp_path}"], tmp_path, log)
     pid_file = tmp_path / "sleeper.pid"
     deadline = time.monotonic() + 60  # generous: the machine may be loaded
     while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
@@ -410,15 +401,7 @@ def test_second_interrupt_during_the_grace_period_kills_the_group_at_once(tmp_pa
         """,
     )
     log = tmp_path / "audit.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "v4runtime.runbooks", "run", "stubborn", "--param", f"dir={tmp_path}"],
-        cwd=tmp_path,
-        env={**os.environ, "V4_RUNBOOK_LOG": str(log)},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(["run", "stubborn", "--param", f"dir={tmp_path}"], tmp_path, log)
     pid_file = tmp_path / "grandchild.pid"
     deadline = time.monotonic() + 60
     while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:

@@ -15,7 +15,7 @@ import pytest
 
 from v4runtime.runbooks.audit import read
 
-from .helpers import REPO, alive, cli, events, write_runbook
+from .helpers import REPO, alive, cli, events, start_cli, write_runbook
 
 FILL_LOG = """
 title: Full
@@ -174,15 +174,7 @@ def test_sigterm_between_verify_polls_logs_the_step_as_interrupted(tmp_path: Pat
         """,
     )
     log = tmp_path / "audit.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "v4runtime.runbooks", "run", "polls", "-p", f"dir={tmp_path}"],
-        cwd=tmp_path,
-        env={**os.environ, "V4_RUNBOOK_LOG": str(log)},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(["run", "polls", "-p", f"dir={tmp_path}"], tmp_path, log)
     _wait_for(tmp_path / "polls")
     time.sleep(0.5)  # the poll took milliseconds: the runner now sleeps until the next one
     proc.send_signal(signal.SIGTERM)

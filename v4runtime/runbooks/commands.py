@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from v4runtime.cli_types import int_at_least
+
 if TYPE_CHECKING:
     from v4runtime.runbooks.runner import RunResult
 
@@ -59,7 +61,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--run", metavar="ID", help="only events of this run (a prefix of the id is enough)")
     p.add_argument("--log", type=Path, help="audit log file (default: $V4_RUNBOOK_LOG or ~/.local/state/...)")
     p.add_argument("--json", action="store_true", help="print the raw JSON lines")
-    p.add_argument("--last", type=_positive, metavar="N", help="only the last N events (N >= 1)")
+    p.add_argument("--last", type=int_at_least(1), metavar="N", help="only the last N events (N >= 1)")
     p.set_defaults(func=cmd_log)
 
     p = with_dir(sub.add_parser("validate", help="validate runbooks against the schema"))
@@ -83,17 +85,6 @@ def register(subparsers: Any) -> None:
     p = with_dir(sub.add_parser("render", help="print the Markdown page of a runbook"))
     p.add_argument("name", help="runbook name (file stem) or path")
     p.set_defaults(func=cmd_render)
-
-
-def _positive(text: str) -> int:
-    """An argparse type: an integer of at least 1 (``--last -2`` would silently drop the first events)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
-    return value
 
 
 def _dir(args: argparse.Namespace) -> Path:
