@@ -189,7 +189,7 @@ def test_a_version_cannot_be_registered_again_with_other_content(
     # The same content again (a retry, or a new role; by path or by checksum) is accepted.
     assert _register(url, "v1", "current", path=str(model), sha256=None, size_bytes=None).status_code == 201
     assert _register(url, "v2", "canary", sha256=SHA, size_bytes=5).status_code == 201
-    assert _register(url, "v1", "canary", sha256=real, size_bytes=9).status_code == 201
+    assert _register(url, "v1", "current", sha256=real, size_bytes=9).status_code == 201
     before = httpx.get(f"{url}/v1/models/versions").json()
     other_sha = assert_envelope(_register(url, "v1", "current", sha256=OTHER_SHA, size_bytes=9), 409, "conflict")
     assert other_sha["message"].startswith("model version 'v1' is already registered with other content")
@@ -200,3 +200,23 @@ def test_a_version_cannot_be_registered_again_with_other_content(
     model.write_bytes(b"model-one, retrained")  # the same path, another file
     assert_envelope(_register(url, "v1", "canary", path=str(model), sha256=None, size_bytes=None), 409, "conflict")
     assert httpx.get(f"{url}/v1/models/versions").json() == before  # fingerprints and roles unchanged
+
+
+@pytest.mark.parametrize("role", ["canary", "retired"])
+def test_the_current_version_cannot_be_demoted_by_registering_it_again(
+    server_factory: Callable[..., Server], store_url: str, store: Store, role: str
+) -> None:
+    # Registering the current version as canary (or retired) used to leave no current version at all.
+    url = server_factory(store_url).url
+    for version in ("v1", "v2"):
+        assert _register(url, version).status_code == 201
+    before = httpx.get(f"{url}/v1/models/versions").json()
+    error = assert_envelope(_register(url, "v2", role), 409, "conflict")
+    assert error["message"].startswith("model version 'v2' is current")
+    assert error["details"] == [{"field": "role", "type": "conflict",
+                                 "message": f"v2 is current; it cannot be registered as {role}"}]
+    assert httpx.get(f"{url}/v1/models/versions").json() == before
+    assert _roles(store) == {"current": 1, "previous": 1}
+    # The operations that do replace it still work: a new current version, or a rollback.
+    assert _rollback(url).status_code == 200
+    assert _register(url, "v2", role).status_code == 201  # no longer current

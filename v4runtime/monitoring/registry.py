@@ -179,17 +179,37 @@ def _check_same_content(existing: ModelRecord, sha256: str, size: int) -> None:
         )
 
 
+def _check_not_demoting_current(existing: ModelRecord, role: str) -> None:
+    """The current version leaves that role only when another one takes it (a registration or a rollback).
+
+    Registering it again as ``canary`` or ``retired`` would leave no version current.
+
+    Raises:
+        APIError: 409 when ``existing`` is current and ``role`` is not.
+    """
+    if existing.role == "current" and role != "current":
+        raise APIError(
+            409, "conflict",
+            f"model version {existing.version!r} is current: register another version as current, or roll back, "
+            "to take it out of service",
+            details=[{"field": "role", "type": "conflict",
+                      "message": f"{existing.version} is current; it cannot be registered as {role}"}],
+        )
+
+
 def _plan_register(records: list[ModelRecord], body: RegisterModel, fingerprint: Fingerprint,
                    now: float) -> list[ModelRecord]:
     """The records a registration changes, the registered version last (``records`` are changed in place).
 
     Raises:
-        APIError: 409 when the version exists with other content.
+        APIError: 409 when the version exists with other content, or is current and ``body`` names
+            another role.
     """
     sha256, size, fpr, tpr = fingerprint
     existing = next((r for r in records if r.version == body.version), None)
     if existing is not None:
         _check_same_content(existing, sha256, size)
+        _check_not_demoting_current(existing, body.role)
     # Registering a version again in the role it has (a retried request) changes no other version:
     # demoting again would retire the previous version, the rollback target.
     unchanged_role = existing is not None and existing.role == body.role
@@ -220,7 +240,8 @@ def register(store: Store, body: RegisterModel) -> ModelVersion:
 
     Raises:
         APIError: 422 without a path or a sha256 + size, when the path is not a file, or when a given
-            sha256 or size is not the file's; 409 when the version exists with another sha256 or size.
+            sha256 or size is not the file's; 409 when the version exists with another sha256 or size,
+            or is the current version and the request names another role.
     """
     fingerprint = _fingerprint(body)  # outside the transaction: hashing a large file must not hold the lock
     now = time.time()

@@ -333,7 +333,8 @@ async def register_model(
     request: Request, body: RegisterModel, _: Annotated[str, Depends(write_access)]
 ) -> ModelVersion:
     """Register a version as current (the old current becomes previous), canary, or retired. Registering
-    it again with the same sha256 and size is accepted (a retry, or a new role); with others, 409."""
+    it again with the same sha256 and size is accepted (a retry, or a new role); with others, 409. The
+    current version keeps its role until another one takes it: registering it as canary or retired is 409."""
     return await run_in_threadpool(registry.register, runtime(request).store, body)
 
 
