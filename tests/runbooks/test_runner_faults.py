@@ -244,9 +244,11 @@ steps:
 """
 
 
-def _run_unstartable(tmp_path: Path, work: Path, breaker: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, list[dict]]:
-    """Run BREAKS_LAUNCH from ``work`` (its runbook and the runner's working directory) with step two ``breaker``."""
-    write_runbook(work, "breaks", BREAKS_LAUNCH.replace("BREAK", breaker))
+def _run_unstartable(
+    tmp_path: Path, work: Path, breaker: str, env: dict[str, str], text: str = BREAKS_LAUNCH
+) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """Run ``text`` (BREAKS_LAUNCH) from ``work`` (its runbook and the runner's working directory) with step two ``breaker``."""
+    write_runbook(work, "breaks", text.replace("BREAK", breaker))
     log = tmp_path / "audit.jsonl"
     result = subprocess.run(
         [sys.executable, "-m", "v4runtime.runbooks", "run", "breaks", "-p", f"dir={tmp_path}"],
@@ -260,20 +262,23 @@ def _run_unstartable(tmp_path: Path, work: Path, breaker: str, env: dict[str, st
     return result, events(log)
 
 
-@pytest.mark.parametrize("breakage", ["working directory removed", "bash gone from PATH"])
-def test_command_that_cannot_be_started_fails_the_step_and_every_rollback_is_tried(tmp_path: Path, breakage: str) -> None:
+def _clean_env(scratch: Path) -> dict[str, str]:
+    """The test's environment, with ``scratch`` as TMPDIR (where the runner creates its run directory)."""
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    env.pop("V4_RUNBOOK_DIR", None)
+    return env
+
+
+def test_command_that_cannot_be_started_fails_the_step_and_every_rollback_is_tried(tmp_path: Path) -> None:
     work, scratch = tmp_path / "checkout", tmp_path / "tmp"
     scratch.mkdir()
-    env = {**os.environ, "TMPDIR": str(scratch)}  # where the runner creates its run directory
-    env.pop("V4_RUNBOOK_DIR", None)
-    if breakage == "working directory removed":
-        breaker, why = 'rm -rf "$PWD"', f"working directory {work}: No such file or directory (ENOENT)"
-    else:  # the only bash on PATH is a link that step two removes (the runner puts its own bin/ first: no bash there)
-        bin_dir = tmp_path / "bin"
-        bin_dir.mkdir()
-        (bin_dir / "bash").symlink_to(shutil.which("bash") or "/bin/bash")
-        breaker, why = f"/bin/rm {bin_dir / 'bash'}", "bash: No such file or directory (ENOENT)"
-        env["PATH"] = str(bin_dir)
+    env = _clean_env(scratch)
+    # The only bash on PATH is a link that step two removes (the runner puts its own bin/ first: no bash there).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "bash").symlink_to(shutil.which("bash") or "/bin/bash")
+    breaker, why = f"/bin/rm {bin_dir / 'bash'}", "bash: No such file or directory (ENOENT)"
+    env["PATH"] = str(bin_dir)
     result, rows = _run_unstartable(tmp_path, work, breaker, env)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr, result.stderr
@@ -300,6 +305,44 @@ def test_command_that_cannot_be_started_fails_the_step_and_every_rollback_is_tri
     end = rows[-1]
     assert (end["status"], end["failed_step"]) == ("failed", "three")
     assert end["rollbacks"] == [{"step": s, "exit_code": None} for s in ("three", "two", "one")]
+    assert list(scratch.iterdir()) == []  # the run directory is still removed
+
+
+def test_rollbacks_run_in_a_recreated_working_directory_after_a_step_removed_it(tmp_path: Path) -> None:
+    work, scratch = tmp_path / "checkout", tmp_path / "tmp"
+    scratch.mkdir()
+    # Rollback two writes into its working directory, and runs the CLI installed beside the runner.
+    text = BREAKS_LAUNCH.replace(
+        "rollback: echo undo-two >> {{ dir }}/order", "rollback: v4runtime --version > here && echo undo-two >> {{ dir }}/order"
+    )
+    result, rows = _run_unstartable(tmp_path, work, 'rm -rf "$PWD"', _clean_env(scratch), text)
+    why = f"working directory {work}: No such file or directory (ENOENT)"
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "[3/3] three (attempt 2/2) FAILED in " in result.stdout
+    assert f"the command could not be started: {why}" in result.stdout
+    assert f"working directory {work} was gone: recreated it (empty) for the rollbacks" in result.stdout
+    assert "rollback FAILED" not in result.stdout
+    assert (tmp_path / "order").read_text().split() == ["one", "undo-three", "undo-two", "undo-one"]
+    assert sorted(p.name for p in work.iterdir()) == ["here"]  # recreated empty; only what rollback two wrote
+    assert (work / "here").read_text().startswith("v4runtime ")
+    assert [(e["event"], e.get("step")) for e in rows] == [
+        ("run_start", None),
+        ("step", "one"),
+        ("step", "two"),
+        ("step", "three"),  # steps are not helped: attempt 1 and its retry cannot be started
+        ("step", "three"),
+        ("cwd_recreated", "three"),  # once, before the first rollback
+        ("rollback", "three"),
+        ("rollback", "two"),
+        ("rollback", "one"),
+        ("run_end", None),
+    ]
+    assert rows[5]["cwd"] == str(work)
+    assert all(r["status"] == "passed" and "reason" not in r for r in rows[6:9])
+    assert rows[-1]["rollbacks"] == [{"step": s, "exit_code": 0} for s in ("three", "two", "one")]
+    shown = cli(["log", "--run", rows[0]["run_id"]], cwd=tmp_path, log=tmp_path / "audit.jsonl")
+    assert f"cwd_recreated  three  cwd={work}" in shown.stdout
     assert list(scratch.iterdir()) == []  # the run directory is still removed
 
 

@@ -1,7 +1,8 @@
 """The audit log: one JSON object per line, appended by every run, shown by ``runbook log``.
 
 Events: ``run_start``, ``confirm``, ``step`` (one per attempt), ``step_skipped``, ``rollback``,
-``interrupted`` and ``run_end``. Commands and outputs are stored as SHA-256 digests of their
+``cwd_recreated`` (before a rollback, when a step removed the working directory), ``interrupted``,
+``rehearsal`` and ``run_end``. Commands and outputs are stored as SHA-256 digests of their
 masked text, never in clear, so the log holds no secrets and stays small.
 
 A run that dies mid-write (SIGKILL, full disk) can leave its last line cut off: the next

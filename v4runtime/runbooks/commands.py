@@ -193,6 +193,8 @@ def _fmt(event: dict[str, Any]) -> str:
     for key in ("status", "exit_code", "verify", "duration_s", "answer", "reason", "failed_step"):
         if event.get(key) is not None:
             parts.append(f"{key}={event[key]}")
+    if event.get("event") == "cwd_recreated":
+        parts.append(f"cwd={event.get('cwd')}")
     if event.get("event") == "run_start":
         parts.append(f"who={event.get('who')}")
         if event.get("params"):

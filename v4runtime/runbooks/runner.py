@@ -12,7 +12,8 @@ Semantics (also in docs/reference/runbooks.md):
 - A command that cannot be started at all (its working directory is gone, no ``bash``, the
   command too long for the kernel, no process or file descriptor left) is a failed command with
   no exit status, the OS error as its reason: a step fails (after its retries), a verify poll
-  fails, a rollback fails and the others still run.
+  fails, a rollback fails and the others still run. Before each rollback a working directory
+  that a step removed is recreated, empty (event ``cwd_recreated``), so rollbacks still start.
 - Every event is appended to the audit log with digests of the (masked) command and output. A
   log that cannot be written at the start refuses the run; one that fails later does not stop it
   (nor skip a rollback): the events are printed on stderr and the exit status says so.
@@ -569,6 +570,7 @@ class Runner:
         self.progress.line(f"rolling back {len(steps)} step(s) in reverse order")
         for step in steps:
             command = self.command(step.rollback or "", run_dir)
+            self._restore_cwd(step, log)
             self.progress.begin(f"rollback {step.id}", command)
             try:
                 completed = self._execute(step, "rollback", command, env, tick=self.progress.tick)
@@ -598,6 +600,23 @@ class Runner:
             self._report_truncation(completed.output_bytes, completed.omitted)
             if completed.exit_code != 0:
                 self.progress.output(output)
+
+    def _restore_cwd(self, step: Step, log: AuditLog) -> None:
+        """Recreate the working directory, empty, when a step removed it, before ``step``'s rollback.
+
+        Without it no rollback could start (bash needs an existing cwd), not even one that only
+        touches files elsewhere. Logged as a ``cwd_recreated`` event. When it cannot be recreated
+        the rollback fails as a command that cannot be started, as before.
+        """
+        if self.cwd.is_dir():
+            return
+        try:
+            self.cwd.mkdir(parents=True)
+        except OSError as exc:
+            self.progress.line(f"cannot recreate the working directory {self.cwd}: {exc.strerror or exc}")
+            return
+        log.event("cwd_recreated", step=step.id, cwd=str(self.cwd))
+        self.progress.line(f"working directory {self.cwd} was gone: recreated it (empty) for the rollbacks")
 
 
 def _sizes(completed: Completed, verify: Completed | None) -> tuple[int, int]:
