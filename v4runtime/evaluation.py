@@ -12,7 +12,8 @@ import json
 import math
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -606,20 +607,27 @@ def render_files(report: dict[str, Any], stem: str) -> dict[str, str]:
 def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str], stem: str) -> tuple[Path, Path]:
     """Write ``<stem>.json`` and the Markdown files of :func:`render_files` into ``out_dir``.
 
-    Returns the JSON and main Markdown paths.
+    All of them or none (see :func:`v4runtime.bench.write_reports`): a full disk or a Ctrl-C while
+    writing leaves the previous reports, never a cut-off one. Returns the JSON and main Markdown paths.
 
     Raises:
         EvaluationError: ``out_dir`` cannot be made or written (a file in the way, no permission).
     """
+    from v4runtime.bench import write_reports
+    from v4runtime.errors import ConfigError
+
     out = Path(out_dir)
     json_path = out / f"{stem}.json"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")  # key order = table order
-        for name, text in render_files(report, stem).items():
-            (out / name).write_text(text, encoding="utf-8")
     except OSError as exc:
         raise EvaluationError(f"cannot write the reports to {out}: {exc.strerror or exc} ({exc.filename})") from None
+    files = {json_path: json.dumps(report, indent=2) + "\n"}  # key order = table order
+    files.update({out / name: text for name, text in render_files(report, stem).items()})
+    try:
+        write_reports(files)
+    except ConfigError as exc:
+        raise EvaluationError(f"cannot write the reports to {out}: {exc}") from None
     return json_path, out / f"{stem}.md"
 
 
@@ -747,9 +755,12 @@ _WORKER_STATE: _EvalState | None = None
 
 def _eval_init(model_path: str, threshold: float, baselines: bool, ablation: bool, stride: int) -> None:
     from v4runtime.scanner import Scanner
-    from v4runtime.workers import exit_with_parent
+    from v4runtime.workers import exit_with_parent, ignore_interrupts
 
     global _WORKER_STATE
+    # Ctrl-C signals the terminal's whole process group: the parent stops the evaluation and shuts
+    # the pool down; a worker interrupted on its own would only print a traceback.
+    ignore_interrupts()
     exit_with_parent()
     _WORKER_STATE = _EvalState(Scanner(model=model_path, threshold=threshold), baselines, ablation, stride)
 
@@ -757,6 +768,36 @@ def _eval_init(model_path: str, threshold: float, baselines: bool, ablation: boo
 def _eval_chunk_in_worker(item: tuple[int, list[str]]) -> _ChunkResult:
     assert _WORKER_STATE is not None, "evaluation worker not initialised"
     return _WORKER_STATE.run(item)
+
+
+@contextmanager
+def _chunk_results(
+    scanner: Any, items: list[tuple[int, list[str]]], workers: int, baselines: bool, ablation: bool, stride: int
+) -> Iterator[Iterable[_ChunkResult]]:
+    """The results of ``items``, in order: from ``workers`` processes when there is more than one chunk, else here.
+
+    The pool is shut down when the block ends, however it ends (Ctrl-C included): nothing is left running.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    from v4runtime.scanner import _mp_context
+    from v4runtime.workers import signals_deferred
+
+    if workers <= 1 or len(items) <= 1:
+        state = _EvalState(scanner, baselines, ablation, stride)
+        yield (state.run(item) for item in items)
+        return
+    # stream extraction holds the GIL: worker processes (one session each) scale, threads do not
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=_mp_context(), initializer=_eval_init,
+        initargs=(str(scanner.model_path), scanner.threshold, baselines, ablation, stride),
+    )
+    try:
+        with signals_deferred():  # map's first submit forks the workers: start them whole, SIGINT blocked
+            results = pool.map(_eval_chunk_in_worker, items, chunksize=4)
+        yield results
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def evaluate(
@@ -796,9 +837,6 @@ def evaluate(
     Raises:
         EvaluationError: ``workers`` or ``ablation_stride`` below 1.
     """
-    from concurrent.futures import ProcessPoolExecutor
-
-    from v4runtime.scanner import _mp_context
     from v4runtime.streams.spec import STREAM_NAMES
 
     if workers < 1:
@@ -815,18 +853,7 @@ def evaluate(
     abl_samples: list[Sample] = []
     abl_model: list[Verdict] = []
     skipping = SkippingCheck()
-    if workers > 1 and len(chunks) > 1:
-        # stream extraction holds the GIL: worker processes (one session each) scale, threads do not
-        pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
-            max_workers=workers, mp_context=_mp_context(), initializer=_eval_init,
-            initargs=(str(scanner.model_path), scanner.threshold, baselines, ablation, ablation_stride),
-        )
-        results: Iterable[_ChunkResult] = pool.map(_eval_chunk_in_worker, items, chunksize=4)
-    else:
-        pool = None
-        state = _EvalState(scanner, baselines, ablation, ablation_stride)
-        results = (state.run(item) for item in items)
-    try:
+    with _chunk_results(scanner, items, workers, baselines, ablation, ablation_stride) as results:
         for (index, chunk), (c_model, base, abl, c_time, c_err, check) in zip(items, results, strict=True):
             skipping.add(check)
             if abl:
@@ -842,9 +869,6 @@ def evaluate(
             errors += c_err
             if progress is not None:
                 progress(len(chunk))
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
 
     model_m = detection_metrics(samples, model_v)
     flagged_clean = [

@@ -470,18 +470,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise evaluation.EvaluationError(f"cannot make the report folder {args.out_dir}: {exc.strerror or exc}") from None
     scanner = Scanner(model=args.model, threshold=args.threshold)
     bar = _progress_bar(len(samples), sys.stderr)
-    report = evaluation.evaluate(
-        scanner,
-        samples,
-        baselines=not args.no_baselines,
-        ablation=not args.no_ablation,
-        workers=args.workers,
-        progress=(lambda n: bar.advance(n)) if bar is not None else None,
-        root=args.data,
-        ablation_stride=args.ablation_stride,
-    )
-    if bar is not None:
-        bar.close()
+    try:
+        report = evaluation.evaluate(
+            scanner,
+            samples,
+            baselines=not args.no_baselines,
+            ablation=not args.no_ablation,
+            workers=args.workers,
+            progress=(lambda n: bar.advance(n)) if bar is not None else None,
+            root=args.data,
+            ablation_stride=args.ablation_stride,
+        )
+    finally:  # on Ctrl-C too: ends the bar's line, so "interrupted" gets a line of its own
+        if bar is not None:
+            bar.close()
     name = args.name or Path(args.data).resolve().name
     report["meta"] = {
         "model": scanner.model_name,

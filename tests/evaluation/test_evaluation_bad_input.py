@@ -52,6 +52,17 @@ def test_report_folder_under_a_file(tmp_path: Path) -> None:
     assert (tmp_path / "afile").read_text() == "keep"
 
 
+def test_reports_are_written_all_or_none(corpus: Path, toy_model_path: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A report file that cannot be written leaves none of the others (before: the JSON without its Markdown)."""
+    reports = tmp_path / "reports"
+    (reports / "x-comparison.md").mkdir(parents=True)  # in the way of the last file written
+    code, err = _cli(["evaluate", "--data", str(corpus), "--model", str(toy_model_path), "--name", "x",
+                      "--no-ablation", "--out-dir", str(reports)], capsys)
+    assert code == 2 and "cannot write the reports" in err and "x-comparison.md" in err
+    assert [p.name for p in reports.iterdir()] == ["x-comparison.md"]  # no x.json, no x.md, no temporary file
+
+
 @pytest.mark.parametrize(("options", "message"), [({"workers": 0}, "--workers"), ({"workers": -2}, "--workers"),
                                                   ({"ablation_stride": 0}, "--ablation-stride")])
 def test_evaluate_refuses_unusable_settings(corpus: Path, options: dict, message: str) -> None:
