@@ -23,6 +23,8 @@ def test_bench_scan_writes_report(tmp_path: Path, toy_model_path: Path, capsys: 
     report = json.loads((tmp_path / "bench-scan.json").read_text())
     assert report["images"] == 20 and report["model"] == "toy"
     assert set(report["latency_ms"]) == {"read_ms", "streams_ms", "inference_ms", "total_ms", "cpu_ms"}
+    rounds_p95 = report["latency_rounds_p95_ms"]  # the table is the round with the median p95
+    assert len(rounds_p95) == 3 and sorted(rounds_p95)[1] == report["latency_ms"]["total_ms"]["p95"]
     assert report["cpu_bound_images_per_s_per_core"] > 0
     assert set(report["throughput_images_per_s"]) == {"1 worker", "1 worker, batches of 8", "2 workers (threads)",
                                                       "2 workers (processes)"}
@@ -33,6 +35,7 @@ def test_bench_scan_writes_report(tmp_path: Path, toy_model_path: Path, capsys: 
     md = (tmp_path / "bench-scan.md").read_text()
     assert md in out and "plain decode (Pillow, baseline)" in md
     assert "every stream encoder run (baseline)" in md and "at least one such stream" in md
+    assert f"End-to-end p95 in the 3 rounds: {', '.join(f'{v:.2f}' for v in rounds_p95)} ms (" in md
     rounds = report["throughput_rounds"]
     assert len(rounds["1 worker"]) == len(rounds["1 worker, batches of 8"]) == 3
     ratios = ", ".join(f"{b / a:.2f}" for a, b in zip(rounds["1 worker"], rounds["1 worker, batches of 8"], strict=True))
@@ -41,6 +44,7 @@ def test_bench_scan_writes_report(tmp_path: Path, toy_model_path: Path, capsys: 
     assert rows[0] == _foreign_row()  # the other CPU's row is untouched
     assert rows[1] == hosts.row_from_report(report)
     assert rows[1]["p95_ms"] == report["latency_ms"]["total_ms"]["p95"]
+    assert rows[1]["p95_rounds_ms"] == rounds_p95 and rows[1]["runs"] == 1
     assert rows[1]["throughput_images_per_s"] == report["throughput_images_per_s"]["2 workers (processes)"]
     record_md = (tmp_path / hosts.RECORD_MARKDOWN).read_text()
     assert record_md == hosts.render_record(rows) and "Example CPU family 1 model 2 stepping 3, 2 CPUs" in record_md
@@ -108,7 +112,7 @@ def test_a_newer_run_replaces_only_its_own_cpu_and_model() -> None:
     other_model = _foreign_row(recorded="2026-02-01", model_sha256="cd" * 32)
     unknown_generation = _foreign_row(cpu="Example CPU", cpu_id_known=False)
     rows = updated(updated(updated([old], unknown_generation), newer), other_model)
-    assert rows == [unknown_generation, newer, other_model]
+    assert rows == [unknown_generation, {**newer, "runs": 2, "p95_met_runs": 1}, other_model]  # runs counted on
 
 
 def test_record_verdicts_against_the_targets() -> None:
@@ -121,12 +125,35 @@ def test_record_verdicts_against_the_targets() -> None:
     ])
     lines = md.splitlines()
     assert "p95 <= 5 ms" in lines[0] and ">= 400 images/s" in lines[0]
-    assert lines[2].endswith("| 4.00 | 4.50 | met | 450 (2) | met |")
+    assert lines[2].endswith("| 4.00 | 4.50 | met | 1 of 1 | 450 (2) | met |")
     assert "Slow CPU (generation not recorded), 2 CPUs" in lines[3]
-    assert lines[3].endswith("| 10.20 | 4.50 | **not met** | 226 (2) | **not met** |")
-    assert lines[4].endswith("| 5.00 | 4.50 | met | not measured | not measured |")  # at the target is met
-    assert lines[-1] == "The p95 target holds on 2 of the 3 CPUs recorded."
+    assert lines[3].endswith("| 10.20 | 4.50 | **not met** | 0 of 1 | 226 (2) | **not met** |")
+    assert lines[4].endswith("| 5.00 | 4.50 | met | 1 of 1 | not measured | not measured |")  # at the target is met
+    assert lines[-1].startswith("The p95 target holds on 2 of the 3 CPUs recorded, in each CPU's newest run.")
     assert render_record([]) == "No `bench scan` run has been recorded yet.\n"
+
+
+def test_the_record_counts_every_run_of_a_cpu_and_shows_its_rounds() -> None:
+    """A CPU near the target: the newest run decides the verdict, the count shows how often it held."""
+    from v4runtime.bench.hosts import dump_record, render_record, updated
+
+    legacy = _foreign_row(p95_ms=4.9)  # written before runs were counted: one run, within the target
+    second = _foreign_row(recorded="2026-02-01", p95_ms=5.3, p95_rounds_ms=[5.3, 4.9, 5.6], runs=1, p95_met_runs=0)
+    third = _foreign_row(recorded="2026-03-01", p95_ms=4.8, p95_rounds_ms=[4.8, 4.7, 5.2], runs=1, p95_met_runs=1)
+    rows = updated(updated([legacy], second), third)
+    assert len(rows) == 1 and (rows[0]["runs"], rows[0]["p95_met_runs"]) == (3, 2)
+    assert json.loads(dump_record(rows))["rows"] == rows  # stored with its counts and rounds
+    line = render_record(rows).splitlines()[2]
+    assert line.endswith("| 4.80 (4.70–5.20) | 4.50 | met | 2 of 3 | 450 (2) | met |")
+    assert render_record([legacy]).splitlines()[2].endswith("| 4.90 | 4.50 | met | 1 of 1 | 450 (2) | met |")
+
+
+def test_a_record_written_before_runs_were_counted_still_reads(tmp_path: Path) -> None:
+    from v4runtime.bench.hosts import ROW_FIELDS, read_record
+
+    old = tmp_path / "record.json"
+    old.write_text(json.dumps({"rows": [{k: _foreign_row()[k] for k in ROW_FIELDS}]}))
+    assert read_record(old)[0]["p95_ms"] == 4.0
 
 
 @pytest.mark.parametrize(

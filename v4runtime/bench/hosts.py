@@ -5,6 +5,9 @@ code measure very differently on two cloud CPUs both sold as "AMD EPYC". One rep
 machine; this record keeps the newest run of each CPU side by side (``bench-scan-hosts.json``, rendered as ``bench-scan-hosts.md``), so the performance
 page shows where the latency and throughput targets hold and where they do not.
 
+A row also counts the runs its CPU has had, and in how many of them the end-to-end p95 was within the
+target: on a CPU near the target, run-to-run noise on a shared machine decides a single verdict.
+
 A row is keyed by the CPU's name (with its ``cpu_id`` where the report has one), its vector
 extensions and the model's sha256. Reports from before ``cpu_id`` was recorded keep a key of
 their own: they cannot be matched to a generation, so a newer run never silently replaces them.
@@ -29,6 +32,8 @@ ROW_FIELDS: tuple[str, ...] = (
     "decode_p50_ms", "p50_ms", "p95_ms", "p99_ms", "workers", "throughput_images_per_s",
     "load_average_1min", "target_p95_ms", "target_images_per_s",
 )
+#: Fields added later: rows written before them read as one run, its p95 rounds unknown.
+OPTIONAL_FIELDS: tuple[str, ...] = ("p95_rounds_ms", "runs", "p95_met_runs")
 
 
 def vector_extensions(flags: Sequence[str]) -> str:
@@ -69,6 +74,9 @@ def row_from_report(report: dict[str, Any], recorded: str | None = None) -> dict
         "load_average_1min": machine.get("load_average_1min"),
         "target_p95_ms": report["targets"]["p95_ms"],
         "target_images_per_s": report["targets"]["throughput_images_per_s"],
+        "p95_rounds_ms": report.get("latency_rounds_p95_ms"),
+        "runs": 1,
+        "p95_met_runs": int(total["p95"] <= report["targets"]["p95_ms"]),
     }
 
 
@@ -77,8 +85,22 @@ def row_key(row: dict[str, Any]) -> tuple[str, str, str]:
     return row["cpu"], row["vector"], row["model_sha256"]
 
 
+def runs(row: dict[str, Any]) -> tuple[int, int]:
+    """How many runs ``row`` stands for, and in how many of them the p95 was within the target."""
+    if row.get("runs") is None:  # a row from before runs were counted: its own run only
+        return 1, int(row["p95_ms"] <= row["target_p95_ms"])
+    return int(row["runs"]), int(row["p95_met_runs"])
+
+
 def updated(rows: Sequence[dict[str, Any]], row: dict[str, Any]) -> list[dict[str, Any]]:
-    """``rows`` with ``row`` in place of the row of the same key (appended when none), oldest first."""
+    """``rows`` with ``row`` in place of the row of the same key (appended when none), oldest first.
+
+    The new row carries the older row's count of runs forward, its own run added.
+    """
+    older = [r for r in rows if row_key(r) == row_key(row)]
+    if older:
+        (old_runs, old_met), (new_runs, new_met) = runs(older[-1]), runs(row)
+        row = {**row, "runs": old_runs + new_runs, "p95_met_runs": old_met + new_met}
     kept = [r for r in rows if row_key(r) != row_key(row)]
     return sorted([*kept, row], key=lambda r: (r["recorded"], r["cpu"]))
 
@@ -109,7 +131,10 @@ def read_record(path: Path) -> list[dict[str, Any]]:
 
 def dump_record(rows: Sequence[dict[str, Any]]) -> str:
     """The record's JSON text."""
-    return json.dumps({"rows": [{k: r[k] for k in ROW_FIELDS} for r in rows]}, indent=2) + "\n"
+    def stored(row: dict[str, Any]) -> dict[str, Any]:
+        return {**{k: row[k] for k in ROW_FIELDS}, **{k: row[k] for k in OPTIONAL_FIELDS if row.get(k) is not None}}
+
+    return json.dumps({"rows": [stored(r) for r in rows]}, indent=2) + "\n"
 
 
 def _verdict(value: float | None, target: float, *, at_most: bool) -> str:
@@ -117,6 +142,18 @@ def _verdict(value: float | None, target: float, *, at_most: bool) -> str:
         return "not measured"
     met = value <= target if at_most else value >= target
     return "met" if met else "**not met**"
+
+
+def _p95_text(row: dict[str, Any]) -> str:
+    rounds = row.get("p95_rounds_ms")
+    if not rounds:
+        return f"{row['p95_ms']:.2f}"
+    return f"{row['p95_ms']:.2f} ({min(rounds):.2f}–{max(rounds):.2f})"
+
+
+def _runs_text(row: dict[str, Any]) -> str:
+    total, met = runs(row)
+    return f"{met} of {total}"
 
 
 def render_record(rows: Sequence[dict[str, Any]]) -> str:
@@ -127,8 +164,8 @@ def render_record(rows: Sequence[dict[str, Any]]) -> str:
     p95_target, rate_target = max(targets)
     lines = [
         "| recorded | CPU | vector | model | decode p50 ms | end to end p50 ms | p95 ms | p99 ms | "
-        f"p95 <= {p95_target:g} ms | images/s, processes | >= {rate_target:g} images/s |",
-        "|---|---|---|---|---:|---:|---:|---:|---|---:|---|",
+        f"p95 <= {p95_target:g} ms | runs within it | images/s, processes | >= {rate_target:g} images/s |",
+        "|---|---|---|---|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for r in rows:
         cpu = r["cpu"] if r["cpu_id_known"] else f"{r['cpu']} (generation not recorded)"
@@ -136,10 +173,15 @@ def render_record(rows: Sequence[dict[str, Any]]) -> str:
         rate_text = "not measured" if rate is None else f"{rate:.0f} ({r['workers']})"
         lines.append(
             f"| {r['recorded']} | {cpu}, {r['cpus']} CPUs | {r['vector']} | `{r['model']}` "
-            f"`{r['model_sha256'][:12]}…` | {r['decode_p50_ms']:.2f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
-            f"{r['p99_ms']:.2f} | {_verdict(r['p95_ms'], r['target_p95_ms'], at_most=True)} | {rate_text} | "
-            f"{_verdict(rate, r['target_images_per_s'], at_most=False)} |"
+            f"`{r['model_sha256'][:12]}…` | {r['decode_p50_ms']:.2f} | {r['p50_ms']:.2f} | {_p95_text(r)} | "
+            f"{r['p99_ms']:.2f} | {_verdict(r['p95_ms'], r['target_p95_ms'], at_most=True)} | {_runs_text(r)} | "
+            f"{rate_text} | {_verdict(rate, r['target_images_per_s'], at_most=False)} |"
         )
     met = sum(r["p95_ms"] <= r["target_p95_ms"] for r in rows)
-    lines += ["", f"The p95 target holds on {met} of the {len(rows)} CPUs recorded."]
+    lines += [
+        "",
+        f"The p95 target holds on {met} of the {len(rows)} CPUs recorded, in each CPU's newest run. "
+        "A p95 shows the range of that run's rounds in brackets (runs before rounds were kept show one figure); "
+        "*runs within it* counts every run recorded on that CPU with this model.",
+    ]
     return "\n".join(lines) + "\n"

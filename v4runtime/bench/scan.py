@@ -4,7 +4,8 @@ Writes real 256x256 image files (photo crops from scikit-image and procedural im
 GIF, WebP and BMP) to a temporary folder, then measures in one run:
 
 1. plain Pillow decoding of each file (read + open + load): the baseline;
-2. single-threaded end-to-end latency per file, one file per call (batch 1), with its stages;
+2. single-threaded end-to-end latency per file, one file per call (batch 1), with its stages, in
+   rounds (the median round is reported, every round's p95 beside it);
 3. throughput of ``Scanner.scan_many`` with 1 and N workers, threads and processes.
 
 Figures are printed and written as JSON and Markdown (``bench-scan.json``/``.md``) for the docs, and
@@ -29,7 +30,7 @@ import numpy as np
 #: Default output folder for the generated report (relative to the current directory).
 DEFAULT_OUT = "docs/generated/eval"
 FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
-#: Throughput rounds per configuration; the median is reported.
+#: Rounds of the latency pass and of each throughput configuration; the median is reported.
 ROUNDS = 3
 
 
@@ -98,6 +99,23 @@ def _throughput(scanner: Any, paths: list[Path], workers: int, executor: str, ba
     return len(paths) / elapsed
 
 
+def _latency_round(scanner: Any, paths: list[Path]) -> dict[str, Any]:
+    """One single-threaded pass over ``paths``: percentiles per stage, and the CPU time of each file."""
+    from v4runtime.evaluation import percentiles
+
+    stages: dict[str, list[float]] = {"read_ms": [], "streams_ms": [], "inference_ms": [], "total_ms": []}
+    cpu: list[float] = []
+    for p in paths:
+        c0 = time.process_time()
+        r = scanner.scan(p)
+        cpu.append((time.process_time() - c0) * 1000)  # CPU time: waiting for a core does not count
+        if r.error:
+            raise RuntimeError(f"benchmark image unreadable: {p}: {r.error}")
+        for key in ("read_ms", "streams_ms", "inference_ms", "total_ms"):
+            stages[key].append(getattr(r.timings, key))
+    return {**{k: percentiles(v) for k, v in stages.items()}, "cpu_ms": percentiles(cpu), "cpu_samples": cpu}
+
+
 def _skipping_gain(scanner: Any, paths: list[Path]) -> dict[str, Any]:
     """Inference alone on each file's streams: the scanner's session, which skips the encoders of
     all-zero streams, against a session that runs every encoder (the baseline), interleaved."""
@@ -145,19 +163,10 @@ def _measure(scanner: Any, paths: list[Path], workers: int, host: Any, load_star
         scanner.scan(p)
     _decode_ms(paths[:10])
     decode = _decode_ms(paths)
-    stages: dict[str, list[float]] = {"read_ms": [], "streams_ms": [], "inference_ms": [], "total_ms": []}
-    cpu: list[float] = []
-    for p in paths:
-        c0 = time.process_time()
-        r = scanner.scan(p)
-        cpu.append((time.process_time() - c0) * 1000)  # CPU time: waiting for a core does not count
-        if r.error:
-            raise RuntimeError(f"benchmark image unreadable: {p}: {r.error}")
-        for key in ("read_ms", "streams_ms", "inference_ms"):
-            stages[key].append(getattr(r.timings, key))
-        stages["total_ms"].append(r.timings.total_ms)
-    latency = {k: percentiles(v) for k, v in stages.items()}
-    latency["cpu_ms"] = percentiles(cpu)
+    # Latency in rounds: a burst of load from elsewhere during one pass moves that round's p95 only.
+    latency_rounds = [_latency_round(scanner, paths) for _ in range(ROUNDS)]
+    latency = sorted(latency_rounds, key=lambda r: r["total_ms"]["p95"])[ROUNDS // 2]  # the median round
+    cpu = latency.pop("cpu_samples")
     skipping = _skipping_gain(scanner, paths)
     cpu_rate = 1000 / float(np.mean(cpu))
     decode_p = percentiles(decode)
@@ -190,6 +199,7 @@ def _measure(scanner: Any, paths: list[Path], workers: int, host: Any, load_star
                     "cpu_model": host.cpu_model, "cpu_id": host.cpu_id, "cpu_flags": list(host.flags),
                     "load_average_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)]},
         "latency_ms": latency,
+        "latency_rounds_p95_ms": [r["total_ms"]["p95"] for r in latency_rounds],
         "decode_ms": decode_p,
         "decode_images_per_s_1_thread": decode_rate,
         "cpu_bound_images_per_s_per_core": cpu_rate,
@@ -214,7 +224,7 @@ def render(report: dict[str, Any]) -> str:
         + f", command `v4runtime bench scan --images {report['images']}`."
         + _load_note(report["machine"].get("load_average_1min")),
         "",
-        "| single-threaded, one file per call | p50 ms | p95 ms | p99 ms |",
+        f"| single-threaded, one file per call (the median of {ROUNDS} rounds) | p50 ms | p95 ms | p99 ms |",
         "|---|---:|---:|---:|",
         f"| plain decode (Pillow, baseline) | {dec['p50']:.2f} | {dec['p95']:.2f} | {dec['p99']:.2f} |",
     ]
@@ -228,7 +238,7 @@ def render(report: dict[str, Any]) -> str:
     lines += [
         "",
         f"End to end is {report['ratio_total_to_decode_p50']:.1f}x plain decoding at p50 "
-        f"(target p95 <= {report['targets']['p95_ms']:g} ms).",
+        f"(target p95 <= {report['targets']['p95_ms']:g} ms)." + _latency_rounds_note(report),
         "",
         *_skipping_lines(report),
         f"| throughput (scan_many, one file per inference call unless noted; median of {ROUNDS} rounds) | images/s |",
@@ -248,6 +258,18 @@ def render(report: dict[str, Any]) -> str:
                      f"{report['cpu_bound_images_per_s_per_core']:.0f} images/s per core (1000 / mean CPU ms).")
     lines.append(f"Target: >= {report['targets']['throughput_images_per_s']:g} images/s with 2 workers.")
     return "\n".join(lines) + "\n"
+
+
+def _latency_rounds_note(report: dict[str, Any]) -> str:
+    """The end-to-end p95 of every round, so a verdict near the target shows how near it is."""
+    rounds = report.get("latency_rounds_p95_ms")
+    if not rounds:
+        return ""
+    target = report["targets"]["p95_ms"]
+    met = sum(p95 <= target for p95 in rounds)
+    shown = ", ".join(f"{p95:.2f}" for p95 in rounds)
+    return (f" End-to-end p95 in the {len(rounds)} rounds: {shown} ms ({met} of {len(rounds)} within the "
+            "target); the table shows the round with the median p95.")
 
 
 def _batching_lines(report: dict[str, Any]) -> list[str]:
