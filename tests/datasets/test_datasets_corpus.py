@@ -202,9 +202,9 @@ def test_rebuild_replaces_the_corpus_without_stale_images(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(("line", "message"), [
-    ('{"path": "images/clean/c0', "not JSON"),
-    ("5", "expected a JSON object"),
-    ('"path"', "expected a JSON object"),
+    ('{"path": "images/clean/c0', "not a JSON object"),
+    ("5", "not a JSON object"),
+    ('"path"', "not a JSON object"),
 ])
 def test_read_manifest_reports_the_bad_line(tmp_path, line: str, message: str) -> None:
     (tmp_path / "manifest.jsonl").write_text('{"path": "a.png", "label": 0}\n' + line + "\n")

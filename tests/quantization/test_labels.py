@@ -43,7 +43,7 @@ def test_manifest_spellings(tmp_path: Path, images: Path, record: dict, expected
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("{not json\n", "not JSON"),
+        ("{not json\n", "not a JSON object"),
         ('{"path": "missing.png", "label": "clean"}\n', "do not exist"),
         ('{"path": "a.png", "label": "maybe"}\n', "unknown label"),
         ('{"label": "clean"}\n', "no image path"),

@@ -28,6 +28,7 @@ from v4runtime.datasets.detectability import overwritten_lsb_z
 from v4runtime.datasets.procedural import KINDS, procedural, sentence
 from v4runtime.datasets.sources import alpha_images, photos, random_view
 from v4runtime.errors import ConfigError
+from v4runtime.jsonl import read_objects
 from v4runtime.stego import BIT_METHODS, BIT_ORDERS, METHOD_FORMATS, embed
 from v4runtime.stego import exif_block as eb
 from v4runtime.stego.codec import quantize
@@ -445,19 +446,4 @@ def read_manifest(path: str | Path) -> list[dict[str, object]]:
         path = path / MANIFEST
     if not path.is_file():
         raise ConfigError(f"{path} not found or not a file (build a corpus with `v4runtime dataset build`)")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{number}: not JSON ({exc})") from None
-        if not isinstance(record, dict):
-            raise ConfigError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-        records.append(record)
-    return records
+    return [record for _, record in read_objects(path, ConfigError)]

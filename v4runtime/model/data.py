@@ -12,7 +12,6 @@ exact); feature vectors stay float32.
 from __future__ import annotations
 
 import hashlib
-import json
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from v4runtime.errors import ConfigError
+from v4runtime.jsonl import read_objects
 from v4runtime.model.card import sha256_file
 from v4runtime.model.memory import check_fits
 from v4runtime.model.progress import Progress
@@ -104,38 +104,26 @@ def read_manifest(data_dir: str | Path) -> list[Sample]:
     manifest = data_dir / MANIFEST
     if not manifest.is_file():
         raise ConfigError(f"{data_dir} is not a corpus: {MANIFEST} not found (build one with `v4runtime dataset build`)")
-    try:
-        lines = manifest.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {manifest}: {exc}") from None
     samples = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{manifest}:{number}: not a JSON object ({exc})") from None
-        if not isinstance(record, dict):
-            raise ConfigError(f"{manifest}:{number}: not a JSON object (got {type(record).__name__})")
+    for where, record in read_objects(manifest, ConfigError):
         method = _first(record, "method")
         stego = bool(_first(record, "label", "stego", "is_stego", default=method is not None))
         rel = _first(record, "path", "file")
         if rel is None:
-            raise ConfigError(f"{manifest}:{number}: record has no 'path'")
+            raise ConfigError(f"{where}: record has no 'path'")
         if not isinstance(rel, str) or not rel:
-            raise ConfigError(f"{manifest}:{number}: 'path' must be a file name, got {rel!r}")
+            raise ConfigError(f"{where}: 'path' must be a file name, got {rel!r}")
         if stego and method not in METHODS:
-            raise ConfigError(f"{manifest}:{number}: unknown method {method!r} (expected one of {list(METHODS)})")
+            raise ConfigError(f"{where}: unknown method {method!r} (expected one of {list(METHODS)})")
         path = data_dir / rel
         if not path.is_file():
             what = "is not a regular file" if path.exists() else "not found"
-            raise ConfigError(f"{manifest}:{number}: image file {path} {what}")
+            raise ConfigError(f"{where}: image file {path} {what}")
         try:
             payload_bytes = int(_first(record, "payload_bytes", "payload_size", default=0) or 0)
             cover_lsb_z = None if record.get("cover_lsb_z") is None else float(record["cover_lsb_z"])
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{manifest}:{number}: payload size and cover_lsb_z must be numbers ({exc})") from None
+            raise ConfigError(f"{where}: payload size and cover_lsb_z must be numbers ({exc})") from None
         samples.append(Sample(path=path, stego=stego, method=METHODS.index(method) if stego else -1,
                               payload_bytes=payload_bytes, format=str(_first(record, "format", default="?")),
                               unsignalled=bool(stego and method in BIT_PLANE_METHODS and record.get("marker") is False

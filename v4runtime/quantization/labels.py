@@ -8,11 +8,11 @@ from the ``manifest.jsonl`` that ``v4runtime dataset build`` writes beside the i
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from v4runtime.errors import QuantizationError
+from v4runtime.jsonl import read_objects
 
 #: Name of the manifest file looked up in an image folder.
 MANIFEST_NAME = "manifest.jsonl"
@@ -97,20 +97,7 @@ def _path_of(record: dict, root: Path, where: str) -> Path:
 def _read_manifest(root: Path, manifest: Path) -> tuple[LabelledImage, ...]:
     """Parse ``manifest.jsonl`` into labelled images."""
     images: list[LabelledImage] = []
-    try:
-        lines = manifest.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise QuantizationError(f"cannot read {manifest}: {exc}") from exc
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{manifest}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise QuantizationError(f"{where}: not JSON ({exc.msg})") from exc
-        if not isinstance(record, dict):
-            raise QuantizationError(f"{where}: expected a JSON object per line")
+    for where, record in read_objects(manifest, QuantizationError):
         if record.get("type") not in (None, "image"):  # header or summary lines
             continue
         is_stego, method = _label_of(record, where)
