@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 
 from v4runtime.errors import ConfigError
+from v4runtime.monitoring.middleware import end_waiting_body_reads
 
 
 class _Server(uvicorn.Server):
@@ -27,8 +28,9 @@ class _Server(uvicorn.Server):
         yield
 
     def request_exit(self) -> None:
-        """Begin a graceful shutdown."""
+        """Begin a graceful shutdown: requests still waiting for their body get 503 after a short grace."""
         self.should_exit = True
+        end_waiting_body_reads()
 
 
 def serve_app(

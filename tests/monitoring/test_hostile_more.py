@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -261,3 +263,29 @@ def test_a_numeric_string_timestamp_is_refused_like_a_number(open_server: Server
     assert assert_envelope(batch, 422, "validation_error")["details"][0]["field"] == "events[0].timestamp"
     ack = httpx.post(f"{open_server.url}/v1/alerts/1/acknowledge", json={"suppress_until": stamp})
     assert assert_envelope(ack, 422, "validation_error")["details"][0]["field"] == "suppress_until"
+
+
+def test_sigterm_ends_a_stalled_upload_with_503_at_once_and_exits_cleanly(server_factory) -> None:
+    # A body stalled when the server is told to stop used to hold the shutdown for uvicorn's 10 s grace,
+    # then be cancelled: a plain-text 500, a CancelledError traceback in the log.
+    server = server_factory()
+    host, port = server.url.removeprefix("http://").split(":")
+    head = b"POST /v1/metrics/log HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall(head + b"{}")
+        time.sleep(0.3)  # the request is in the app, waiting for the rest of its body
+        start = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        answered_s = time.monotonic() - start
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 503"), answer[:300]
+    assert b"connection: close" in status.lower() and b"retry-after: 1" in status.lower()
+    assert b"x-request-id" in status.lower()
+    assert json.loads(body)["error"]["code"] == "shutting_down"
+    assert answered_s < 3.0
+    assert server.proc.wait(10) == 0
+    log = (server.workdir / "server.log").read_text()
+    assert "Traceback" not in log and "CancelledError" not in log, log

@@ -57,9 +57,10 @@ def envelope(code: str, message: str, request_id: str, details: Any = None) -> d
     return {"error": {"code": code, "message": message, "details": details, "request_id": request_id}}
 
 
-def envelope_bytes(status: int, message: str, request_id: str) -> bytes:
-    """The error body as JSON bytes (for the ASGI middleware, which has no Response class)."""
-    return json.dumps(envelope(_CODES.get(status, "error"), message, request_id)).encode()
+def envelope_bytes(status: int, message: str, request_id: str, code: str | None = None) -> bytes:
+    """The error body as JSON bytes (for the ASGI middleware, which has no Response class); ``code``
+    defaults to the status's."""
+    return json.dumps(envelope(code or _CODES.get(status, "error"), message, request_id)).encode()
 
 
 def request_id_of(request: Request) -> str:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import re
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -23,8 +24,12 @@ _VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 Scope = dict[str, Any]
 #: Seconds a request body may stall (no bytes arriving) before the request is answered 408.
 DEFAULT_BODY_TIMEOUT = 30.0
+#: Seconds a body read may still wait once the server is told to stop, before it is answered 503.
+SHUTDOWN_GRACE_S = 1.0
 #: Answers after which the connection cannot carry another request: the body was left unread.
-_CLOSING = frozenset({408, 413})
+_CLOSING = frozenset({408, 413, 503})
+#: Every stall watch of this process, so a shutdown can end the body reads they wait on.
+_WATCHES: weakref.WeakSet[_StallWatch] = weakref.WeakSet()
 
 
 class BodyTooLarge(APIError):
@@ -49,6 +54,29 @@ class BodyStalled(APIError):
         )
 
 
+class ShuttingDown(APIError):
+    """Raised by the receive wrapper for a body still incomplete :data:`SHUTDOWN_GRACE_S` after shutdown began.
+
+    uvicorn waits for open requests before it stops, then cancels them (a plain-text 500 and a
+    traceback): a client mid-upload would hold the shutdown that long, and still lose its request.
+    """
+
+    def __init__(self, received: int) -> None:
+        super().__init__(
+            503, "shutting_down", f"the server is shutting down; {received} body bytes were received: retry",
+            headers={"Connection": "close", "Retry-After": "1"},
+        )
+
+
+def end_waiting_body_reads(grace_s: float = SHUTDOWN_GRACE_S) -> None:
+    """Answer 503 ``shutting_down`` to every request whose body is still incomplete ``grace_s`` from now.
+
+    Called by :func:`v4runtime.serving.serve_app` when the server is told to stop (in the event loop).
+    """
+    for watch in list(_WATCHES):
+        watch.begin_shutdown(grace_s)
+
+
 class _StallWatch:
     """Ends body reads that wait longer than ``timeout_s`` with :class:`BodyStalled`.
 
@@ -64,6 +92,20 @@ class _StallWatch:
         self._waiting: dict[asyncio.Task[Any], float] = {}  # reading task -> when its read began
         self._expired: set[asyncio.Task[Any]] = set()
         self._checker: asyncio.Task[None] | None = None
+        self._shutdown_at: float | None = None  # loop time after which every waiting read is ended
+        self._grace_s = SHUTDOWN_GRACE_S
+        _WATCHES.add(self)
+
+    def begin_shutdown(self, grace_s: float) -> None:
+        """End the reads still waiting ``grace_s`` from now (and any that start later) with :class:`ShuttingDown`."""
+        if self._waiting:
+            loop = next(iter(self._waiting)).get_loop()
+            self._shutdown_at = loop.time() + grace_s
+            self.period = min(self.period, grace_s / 4)
+            self._ensure_checker(loop)
+        else:
+            self._shutdown_at = 0.0  # no read waits: a later one is ended after the grace from its start
+            self._grace_s = grace_s
 
     async def receive(self, receive: Callable[[], Any], received: int) -> dict[str, Any]:
         """``await receive()``, or :class:`BodyStalled` after ``received`` bytes when it waits too long."""
@@ -72,28 +114,39 @@ class _StallWatch:
             return await receive()  # type: ignore[no-any-return]
         loop = task.get_loop()
         self._waiting[task] = loop.time()
-        checker = self._checker
-        if checker is None or checker.done() or checker.get_loop() is not loop:
-            self._checker = loop.create_task(self._check())
+        if self._shutdown_at == 0.0:  # shutdown began while no read waited
+            self._shutdown_at = loop.time() + self._grace_s
+            self.period = min(self.period, self._grace_s / 4)
+        self._ensure_checker(loop)
         try:
             return await receive()  # type: ignore[no-any-return]
         except asyncio.CancelledError:
             if task not in self._expired:
-                raise  # cancelled for another reason (shutdown)
+                raise  # cancelled for another reason (uvicorn giving up on the request)
             task.uncancel()
+            if self._shutdown_at is not None:
+                raise ShuttingDown(received) from None
             raise BodyStalled(self.timeout_s, received) from None
         finally:
             del self._waiting[task]
             self._expired.discard(task)
 
+    def _ensure_checker(self, loop: asyncio.AbstractEventLoop) -> None:
+        checker = self._checker
+        if checker is None or checker.done() or checker.get_loop() is not loop:
+            self._checker = loop.create_task(self._check())
+
     async def _check(self) -> None:
-        """Cancel the reads that began ``timeout_s`` ago; stop once none waits (the next read restarts it)."""
+        """Cancel the reads that began ``timeout_s`` ago, or all of them once the shutdown grace is over;
+        stop once none waits (the next read restarts it)."""
         loop = asyncio.get_running_loop()
         while self._waiting:
             await asyncio.sleep(self.period)
-            late = loop.time() - self.timeout_s
+            now = loop.time()
+            shutting = self._shutdown_at is not None and 0.0 < self._shutdown_at <= now
+            late = now - self.timeout_s
             for task, since in list(self._waiting.items()):
-                if since <= late and task not in self._expired:
+                if (shutting or since <= late) and task not in self._expired:
                     self._expired.add(task)
                     task.cancel()
 
@@ -165,9 +218,9 @@ class EdgeMiddleware:
             else:
                 scope["route"] = scope["path"]
                 await fast(scope, receive_wrapper, send_wrapper)
-        except (BodyTooLarge, BodyStalled) as exc:
+        except (BodyTooLarge, BodyStalled, ShuttingDown) as exc:
             if not state["started"]:
-                await self._error(send_wrapper, exc.status_code, exc.message, request_id)
+                await self._error(send_wrapper, exc.status_code, exc.message, request_id, exc)
         except Exception:
             log.exception("unhandled error on %s %s (request %s)", scope.get("method"), scope.get("path"), request_id)
             if not state["started"]:
@@ -177,11 +230,13 @@ class EdgeMiddleware:
                 self.observe(scope, int(state["status"]), time.perf_counter() - t0)
 
     @staticmethod
-    async def _error(send: Any, status: int, message: str, request_id: str) -> None:
-        body = envelope_bytes(status, message, request_id)
+    async def _error(send: Any, status: int, message: str, request_id: str, error: APIError | None = None) -> None:
+        body = envelope_bytes(status, message, request_id, error.code if error is not None else None)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if status in _CLOSING:
             headers.append((b"connection", b"close"))
+        if error is not None and "Retry-After" in (error.headers or {}):
+            headers.append((b"retry-after", error.headers["Retry-After"].encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
