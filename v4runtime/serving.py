@@ -2,6 +2,12 @@
 
 Stops gracefully on SIGINT/SIGTERM with exit status 0, prints one ``listening on`` line once the
 socket is bound, and can write the bound port to a file (useful with ``--port 0``).
+
+Slow or idle clients cannot hold the server: a request head (request line and headers) must arrive
+within :data:`HEADER_TIMEOUT_S` of its first byte, or of the connection opening, else the connection
+is closed; and at most :data:`CONNECTION_LIMIT` connections and requests are served at once, beyond
+which uvicorn answers ``503`` at once. Body stalls are the edge middleware's
+(:mod:`v4runtime.monitoring.middleware`).
 """
 
 from __future__ import annotations
@@ -15,9 +21,62 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from v4runtime.errors import ConfigError
 from v4runtime.monitoring.middleware import end_waiting_body_reads
+
+#: Seconds a client may take to send a request head (slow-loris: a head sent a byte at a time).
+HEADER_TIMEOUT_S = 10.0
+#: Connections and requests served at once; more get uvicorn's plain ``503`` (file descriptors stay free).
+CONNECTION_LIMIT = 1000
+
+
+def head_timeout_protocol(timeout_s: float | None = None) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol, closing a connection whose request head takes over ``timeout_s``
+    (:data:`HEADER_TIMEOUT_S` when None).
+
+    uvicorn times only idle kept-alive connections, and only once a first response was sent: a
+    client that connects and sends nothing, or its headers a byte at a time, holds a connection
+    (and a file descriptor) for ever.
+    """
+
+    limit = HEADER_TIMEOUT_S if timeout_s is None else timeout_s
+
+    class HeadTimeoutProtocol(HttpToolsProtocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            if self._head_timer is None and (self.cycle is None or self.cycle.response_complete):
+                self._arm()  # the first bytes of another request on a kept-alive connection
+            super().data_received(data)
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._head_timer = self.loop.call_later(limit, self._head_too_slow)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_too_slow(self) -> None:
+            self._head_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return HeadTimeoutProtocol
 
 
 class _Server(uvicorn.Server):
@@ -50,7 +109,8 @@ def serve_app(
     if not 0 <= port <= 65535:
         raise ConfigError(f"port must be within 0-65535 (0 picks a free one), got {port}")
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=10
+        app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=10,
+        http=head_timeout_protocol(), limit_concurrency=CONNECTION_LIMIT,
     )
     server = _Server(config)
 

@@ -28,6 +28,7 @@ from v4runtime.config import MonitorSettings, load_settings
 from v4runtime.errors import ConfigError
 from v4runtime.monitoring.app import create_app
 from v4runtime.monitoring.auth import Authenticator
+from v4runtime.serving import head_timeout_protocol
 
 from .conftest import Server
 from .test_hostile import assert_envelope
@@ -36,6 +37,8 @@ from .test_hostile import assert_envelope
 YEAR_10000 = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp() + 86400 - 60
 YEAR_0 = datetime(1, 1, 1, tzinfo=UTC).timestamp() - 3600
 BODY_TIMEOUT = 1.0
+#: Seconds the in-process server gives a request head (v4runtime.serving.HEADER_TIMEOUT_S, shortened).
+HEAD_TIMEOUT = 1.0
 
 
 # Helpers ------------------------------------------------------------------------------------------
@@ -157,7 +160,8 @@ def test_one_request_id_sent_by_requests_sharing_a_group_commit_is_accepted_by_o
 def stall_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The monitoring API in-process on real uvicorn, with the setting monitor.body_timeout_s at BODY_TIMEOUT."""
     settings = MonitorSettings(db_url=f"sqlite:///{tmp_path_factory.mktemp('stall')}/m.db", body_timeout_s=BODY_TIMEOUT)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning",
+                                           http=head_timeout_protocol(HEAD_TIMEOUT)))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -200,6 +204,80 @@ def test_a_body_shorter_than_its_content_length_gets_408_after_the_stall_timeout
     assert b'"code": "request_timeout"' in body or b'"code":"request_timeout"' in body, body
     assert BODY_TIMEOUT * 0.9 <= elapsed < BODY_TIMEOUT + 5
     assert httpx.get(f"{stall_url}/health/live").status_code == 200
+
+
+def _closed_after(url: str, pieces: Sequence[bytes], gap_s: float) -> float:
+    """Seconds until the server closes a connection that sends ``pieces`` ``gap_s`` apart (then nothing)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=HEAD_TIMEOUT * 10) as sock:
+        start = time.monotonic()
+        for piece in pieces:
+            try:
+                sock.sendall(piece)
+            except OSError:
+                break  # closed while sending
+            time.sleep(gap_s)
+        with contextlib.suppress(OSError):
+            while sock.recv(65536):
+                pass
+        return time.monotonic() - start
+
+
+@pytest.mark.parametrize("pieces", [[], list(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")],
+                         ids=["nothing sent", "head a byte at a time"])
+def test_a_connection_whose_request_head_is_too_slow_is_closed(stall_url: str, pieces: list[int]) -> None:
+    # Slow-loris: uvicorn kept such connections (and their file descriptors) open for ever.
+    elapsed = _closed_after(stall_url, [bytes([b]) for b in pieces], gap_s=HEAD_TIMEOUT / 5)
+    assert HEAD_TIMEOUT * 0.9 <= elapsed < HEAD_TIMEOUT * 3
+
+
+def test_a_kept_alive_connection_may_idle_between_requests(stall_url: str) -> None:
+    # The head limit starts with a request's first byte, so a quick request after a pause is served.
+    with httpx.Client(base_url=stall_url) as client:
+        assert client.get("/health/live").status_code == 200
+        time.sleep(HEAD_TIMEOUT * 1.5)  # under uvicorn's 5 s keep-alive
+        assert client.get("/health/live").status_code == 200
+        assert client.get("/health/live").status_code == 200
+
+
+@contextlib.contextmanager
+def _serve_with(tmp_path: Path, **constants: float) -> Iterator[str]:
+    """``monitor serve`` in a subprocess with module constants of v4runtime.serving changed; its URL."""
+    port_file = tmp_path / "port"
+    changes = "; ".join(f"s.{name} = {value!r}" for name, value in constants.items())
+    code = f"import sys, v4runtime.serving as s; {changes}; from v4runtime.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "monitor", "serve", "--db", f"sqlite:///{tmp_path}/m.db",
+                             "--port", "0", "--port-file", str(port_file)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port_file.read_text().strip()}"
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_serve_closes_slow_heads_with_its_setting(tmp_path: Path) -> None:
+    """``monitor serve`` runs the head-timeout protocol (the limit shortened for the test)."""
+    with _serve_with(tmp_path, HEADER_TIMEOUT_S=0.5) as url:
+        assert 0.4 <= _closed_after(url, [b"GET / HTTP/1.1\r\n"], 0.0) < 3
+
+
+def test_serve_answers_503_past_its_connection_limit(tmp_path: Path) -> None:
+    """Idle connections cannot use up the server's file descriptors: past the limit, 503 at once."""
+    with _serve_with(tmp_path, CONNECTION_LIMIT=3) as url:
+        host, port = url.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(3)]
+        try:
+            time.sleep(0.2)
+            assert httpx.get(f"{url}/health/live", timeout=5).status_code == 503
+        finally:
+            for sock in idle:
+                sock.close()
+        time.sleep(0.2)
+        assert httpx.get(f"{url}/health/live", timeout=5).status_code == 200
 
 
 def test_a_stalled_chunked_body_gets_408_and_a_slow_steady_one_is_served(stall_url: str) -> None:
