@@ -30,6 +30,8 @@ SECRET_FIELDS = frozenset({"read_tokens", "write_tokens", "webhook_token", "moni
 MAX_CONFIG_BYTES = 1_048_576
 #: Longest retention accepted, in days (100 years): far more, and "now minus the retention" is no date.
 MAX_RETENTION_DAYS = 36_500
+#: Requests the scan service lets wait beyond the scans it runs at once (``scanner.scan_queue``).
+DEFAULT_SCAN_QUEUE = 64
 
 
 def _shown(value: str) -> str:
@@ -171,6 +173,11 @@ class ScannerSettings(_Section):
     #: Write token for the monitoring API. Set it as ``V4_SCANNER__MONITOR_TOKEN`` rather than
     #: ``--monitor-token``: a command line is visible to every user in ``ps``.
     monitor_token: str | None = Field(default=None, min_length=1)
+    # Scans the service runs at once (None: the CPUs this process may use). A large image takes
+    # hundreds of MB while it is scanned, so this bounds the service's memory as well as its CPU.
+    max_scans: int | None = Field(default=None, ge=1)
+    # Requests that may wait (uploading, or for a scan slot) beyond max_scans; more are answered 503.
+    scan_queue: int = Field(default=DEFAULT_SCAN_QUEUE, ge=0)
 
     @field_validator("monitor_url")
     @classmethod
@@ -250,8 +257,13 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Load settings from an optional YAML file and the environment.
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Load settings from an optional YAML file and the environment, then ``overrides`` (a command's
+    options, e.g. ``{"scanner": {"monitor_url": ...}}``), validated by the same rules.
 
     Raises:
         ConfigError: the file is missing, is not a YAML mapping, or a value is invalid.
@@ -269,6 +281,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[s
             raise ConfigError(f"config file {file} must hold a mapping at the top level")
         data = loaded
     data = _merge(data, _env_overrides(os.environ if environ is None else environ))
+    data = _merge(data, overrides or {})
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:

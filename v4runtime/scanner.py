@@ -63,6 +63,11 @@ IN_FLIGHT_PER_WORKER = 2
 #: every new one).
 POOL_TRIES = 2
 
+#: ``error_reason`` values that are not the file's fault: an unexpected exception while decoding
+#: (``internal``), a worker that died, streams of the wrong shape, or input that is neither a path nor
+#: bytes. Every other reason describes the file (``truncated``, ``not_an_image``, ...).
+INTERNAL_REASONS = frozenset({"internal", "worker_died", "bad_streams", "bad_input"})
+
 #: ``executor="auto"`` uses processes from this many files on (below, start-up costs more than it saves).
 AUTO_PROCESS_MIN_FILES = 64
 

@@ -209,3 +209,61 @@ def test_model_name_the_monitoring_api_would_reject_stops_the_start(tmp_path: Pa
     )
     assert result.returncode == 2
     assert "cannot be reported to the monitoring API" in result.stderr
+
+
+def _refused_at_start(argv: list[str], env: dict[str, str], port_file: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``argv``, which should exit at once; a server that starts listening instead is stopped and fails."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while process.poll() is None:
+        if port_file.exists() or time.monotonic() > deadline:
+            process.kill()
+            process.communicate()
+            raise AssertionError(f"{argv[3:]} started a server instead of exiting")
+        time.sleep(0.05)
+    stdout, stderr = process.communicate()
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+
+
+def test_monitor_url_without_a_scheme_is_refused_like_the_setting(tmp_path: Path) -> None:
+    """`--monitor-url 127.0.0.1:8400` would be accepted and every event dropped: it is validated as
+    V4_SCANNER__MONITOR_URL is, with the same one-line message."""
+    port_file = tmp_path / "port"
+    base = [sys.executable, "-m", "v4runtime", "service", "serve", "--port", "0", "--port-file", str(port_file)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("V4_")}
+    by_option = _refused_at_start([*base, "--monitor-url", "127.0.0.1:8400"], env, port_file)
+    by_setting = _refused_at_start(base, {**env, "V4_SCANNER__MONITOR_URL": "127.0.0.1:8400"}, port_file)
+    assert by_option.returncode == by_setting.returncode == 2, by_option.stdout + by_option.stderr
+    assert by_option.stderr == by_setting.stderr == (
+        "error: invalid setting scanner.monitor_url: monitor URL '127.0.0.1:8400' must be an http:// or "
+        "https:// URL with a host\n"
+    )
+
+
+def test_unknown_query_parameter_is_refused_and_the_result_carries_its_threshold(scan_url: str) -> None:
+    error = _assert_envelope(httpx.post(f"{scan_url}/v1/scan?threshold=2", content=_png()), 422, "validation_error")
+    assert "'threshold'" in error["message"]
+    assert [d["field"] for d in error["details"]] == ["threshold"]
+    result = httpx.post(f"{scan_url}/v1/scan", content=_png()).json()
+    assert result["threshold"] == httpx.get(f"{scan_url}/health").json()["threshold"]
+    assert result["is_stego"] == (result["probability"] >= result["threshold"])
+
+
+@pytest.mark.parametrize("head", [
+    b"Content-Length: -1\r\n\r\n",
+    b"Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+    b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+], ids=["negative-length", "two-lengths", "length-and-chunked", "bad-chunk"])
+def test_malformed_http_is_the_documented_plain_400_of_the_http_server(scan_url: str, head: bytes) -> None:
+    """The one answer without the envelope: uvicorn's, before the app runs; the reference page says so."""
+    port = int(scan_url.rsplit(":", 1)[1])
+    with _raw(port, b"POST /v1/scan HTTP/1.1\r\nHost: x\r\nX-Request-ID: bad-http\r\n" + head) as sock:
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    response_head, _, body = answer.partition(b"\r\n\r\n")
+    assert response_head.startswith(b"HTTP/1.1 400 ") and b"x-request-id" not in response_head.lower()
+    assert b"content-type: text/plain" in response_head.lower() and body == b"Invalid HTTP request received."
+    page = " ".join((Path(__file__).resolve().parents[2] / "docs" / "reference" / "service.md").read_text().split())
+    assert "plain-text `400 Bad Request` (`Invalid HTTP request received.`), no envelope and no `X-Request-ID`" in page

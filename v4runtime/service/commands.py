@@ -29,13 +29,13 @@ def _serve(args: argparse.Namespace) -> int:
     from v4runtime.service.app import create_scan_app
     from v4runtime.serving import serve_app
 
-    settings = load_settings(args.config).scanner
+    settings = load_settings(args.config, overrides=_overrides(args)).scanner
     scanner = Scanner(model=args.model or settings.model, threshold=settings.threshold if args.threshold is None else args.threshold)
-    monitor_url = args.monitor_url or settings.monitor_url
+    monitor_url = settings.monitor_url
     token = args.monitor_token or settings.monitor_token
     monitor = MonitoringClient(monitor_url, token=token) if monitor_url else None
     try:
-        app = create_scan_app(scanner, monitor)
+        app = create_scan_app(scanner, monitor, max_scans=settings.max_scans, scan_queue=settings.scan_queue)
     except Exception:
         if monitor is not None:
             monitor.close(timeout=0)
@@ -46,3 +46,9 @@ def _serve(args: argparse.Namespace) -> int:
         app, host=host, port=port, port_file=args.port_file,
         banner=lambda url: f"v4runtime scan service: listening on {url} (model {scanner.model_name})",
     )
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, dict[str, str]]:
+    """The options validated like the settings they override: ``--monitor-url 127.0.0.1:8400`` (no
+    scheme) is refused as ``V4_SCANNER__MONITOR_URL`` would be, not accepted with every event then dropped."""
+    return {"scanner": {"monitor_url": args.monitor_url}} if args.monitor_url else {}
