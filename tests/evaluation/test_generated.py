@@ -32,12 +32,13 @@ def test_evaluation_report_is_fresh(path: Path) -> None:
 
 
 def test_bench_report_is_fresh() -> None:
-    from v4runtime.bench.scan import render
+    from v4runtime.bench.scan import render, render_targets
 
     path = GENERATED / "bench-scan.json"
     report = json.loads(path.read_text())
     assert report["model_sha256"] == resolve_model(report["model"]).sha256, f"bench-scan: {REGENERATE}"
     assert (GENERATED / "bench-scan.md").read_text() == render(report)
+    assert (GENERATED / "bench-scan-targets.md").read_text() == render_targets(report), f"bench-scan-targets: {REGENERATE}"
 
 
 def test_bench_host_record_holds_the_latest_report() -> None:

@@ -160,3 +160,14 @@ def test_hook_fails_the_build_on_an_invalid_runbook(tmp_path: Path) -> None:
     )
     assert build.returncode != 0
     assert "step 'x' (#1): field 'verify': 'verify' is a required property" in build.stderr
+
+
+def test_hook_markers_keep_the_indentation_of_their_line() -> None:
+    from v4runtime.runbooks.mkdocs_hook import put_marker
+
+    table = "| a |\n|---|\n| 1 |\n"
+    page = "- item\n\n    <!-- m -->\n\ntext <!-- m --> inline\n"
+    assert put_marker(page, "<!-- m -->", table) == (
+        "- item\n\n    | a |\n    |---|\n    | 1 |\n\ntext | a |\n|---|\n| 1 |\n inline\n"
+    )
+    assert put_marker("<!-- m -->\n", "<!-- m -->", table) == "| a |\n|---|\n| 1 |\n"

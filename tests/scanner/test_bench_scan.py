@@ -40,6 +40,8 @@ def test_bench_scan_writes_report(tmp_path: Path, toy_model_path: Path, capsys: 
     assert len(rounds["1 worker"]) == len(rounds["1 worker, batches of 8"]) == 3
     ratios = ", ".join(f"{b / a:.2f}" for a, b in zip(rounds["1 worker"], rounds["1 worker, batches of 8"], strict=True))
     assert f"Batches of 8 against one file per call, 1 worker: {ratios}x in the 3 rounds (" in md
+    targets = (tmp_path / "bench-scan-targets.md").read_text()  # the targets alone, for the deployment pages
+    assert targets.startswith("Targets of `v4runtime bench scan`") and "p95 <= 5 ms" in targets
     rows = hosts.read_record(tmp_path / hosts.RECORD_JSON)
     assert rows[0] == _foreign_row()  # the other CPU's row is untouched
     assert rows[1] == hosts.row_from_report(report)

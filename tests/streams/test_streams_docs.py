@@ -36,3 +36,12 @@ def test_bench_streams_writes_both_reports_naming_the_cpu(tmp_path: Path) -> Non
     assert sum(row["images"] for row in result["per_format"].values()) == 20
     md = out_md.read_text(encoding="utf-8")
     assert md == _markdown(result, 128) and md.endswith(f"Measured on {result['cpu']} ({result['cpu_vector']}).\n")
+
+
+def test_reasons_table_lists_every_reason_a_scan_can_report() -> None:
+    from v4runtime.scanner import INTERNAL_REASONS
+    from v4runtime.streams.extract import REASONS
+
+    text = (GENERATED / "reasons.md").read_text(encoding="utf-8")
+    missing = [r for r in sorted({*REASONS, *INTERNAL_REASONS}) if f"| `{r}` |" not in text]
+    assert not missing, f"docs/generated/streams/reasons.md lacks {missing}"

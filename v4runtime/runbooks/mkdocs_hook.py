@@ -6,12 +6,14 @@ files and to the nav under "Runbooks", so ``mkdocs build --strict`` sees no omit
 replaces markers in pages with text generated now: ``<!-- runbooks:list -->`` (the table of
 runbooks, required in ``runbooks/index.md``), ``<!-- runbooks:coverage -->`` (what CI runs),
 ``<!-- runbooks:alert-rules -->`` (the monitoring API's default alert rules) and
-``<!-- runbooks:schema-table -->`` (every key of the format, from the JSON Schema).
+``<!-- runbooks:schema-table -->`` (every key of the format, from the JSON Schema). A marker alone on
+its line is replaced indented like that line, so it also works inside a list item or an admonition.
 An invalid runbook fails the build with the validation message (file, step, field).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +136,21 @@ MARKERS = {
 }
 
 
+def put_marker(markdown: str, marker: str, text: str) -> str:
+    """``markdown`` with every ``marker`` replaced by ``text``.
+
+    A marker alone on its line is replaced by ``text`` indented like that line, so a table can sit
+    in a list item or an admonition; a marker inside a line is replaced as it is.
+    """
+
+    def indented(match: re.Match[str]) -> str:
+        indent = match.group(1)
+        return "\n".join(indent + line if line.strip() else "" for line in text.rstrip("\n").split("\n"))
+
+    markdown = re.sub(rf"^([ \t]*){re.escape(marker)}[ \t]*$", indented, markdown, flags=re.M)
+    return markdown.replace(marker, text)
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
     """Replace the markers (runbook list, CI coverage, alert rules) with text generated now."""
     if page.file.src_uri == "runbooks/index.md" and LIST_MARKER not in markdown:
@@ -141,7 +158,7 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str
     for marker, produce in MARKERS.items():
         if marker in markdown:
             try:
-                markdown = markdown.replace(marker, produce(config))
+                markdown = put_marker(markdown, marker, produce(config))
             except (OSError, KeyError, RunbookError) as exc:
                 raise PluginError(f"runbooks: cannot expand {marker} in {page.file.src_uri}: {exc}") from None
     return markdown

@@ -1,8 +1,8 @@
 """Render the streams tables included in the docs (``docs/generated/streams/``).
 
 Run ``python -m v4runtime.streams.doctables docs/generated/streams`` after changing the stream
-contract, the feature layouts, the error reasons or the methods; a test fails while the
-committed tables differ from what this module renders.
+contract, the feature layouts, the error reasons (of the streams or of the scanner) or the methods; a
+test fails while the committed tables differ from what this module renders.
 """
 
 from __future__ import annotations
@@ -43,6 +43,50 @@ _PAYLOAD_END_CONSTANTS = (
 )
 
 
+#: What to do about each reason a scan can report: the extraction's (``REASONS``) and the scanner's own.
+_REASON_FIXES = {
+    "empty": "the upload or copy failed: fetch the file again",
+    "not_an_image": "V4 reads only these formats: convert the file, or leave it out",
+    "truncated": "usually an interrupted transfer: fetch the file again",
+    "corrupt": "fetch the file again; if the source's copy is broken too, it cannot be scanned",
+    "too_many_pixels": "refuse such uploads upstream",
+    "too_large": "refuse such uploads upstream",
+    "unsupported_mode": "convert to 8-bit RGB or RGBA first",
+    "not_found": "check the path",
+    "not_a_file": "name files or folders (a folder's files are scanned, `-r` adds its sub-folders); "
+                  "pipes, sockets and devices are never read",
+    "unreadable": "check the file's permissions, and `dmesg` for I/O errors",
+    "internal": "a bug: report it with the file and the message, which names the exception",
+    "worker_died": "check `dmesg` for the OOM killer; scan the files again with fewer `--workers`",
+    "bad_streams": "pass the eight streams as `v4runtime.streams` extracts them",
+    "bad_input": "pass a path or the file's bytes",
+}
+#: Meaning of the reasons the scanner adds to the extraction's (``v4runtime.scanner.INTERNAL_REASONS``).
+_SCANNER_REASONS = {
+    "internal": "not the file's fault: an unexpected exception while decoding or scanning it",
+    "worker_died": "not the file's fault: the worker process scanning the file's batch died on every try "
+                   "(out of memory, a signal, a crash in a decoder); the file was not scanned",
+    "bad_streams": "not the file's fault: streams given to `Scanner.scan_arrays` have the wrong shape (Python API)",
+    "bad_input": "not the file's fault: `Scanner.scan` was given neither a path nor bytes (Python API)",
+}
+
+
+def reason_rows() -> list[list[str]]:
+    """Every reason a scan can report, with its meaning and what to do.
+
+    Raises:
+        ValueError: a reason of the extraction or the scanner without a meaning or a fix here.
+    """
+    from v4runtime.scanner import INTERNAL_REASONS
+
+    meanings = {**REASONS, **{k: v for k, v in _SCANNER_REASONS.items() if k not in REASONS}}
+    missing = sorted((set(REASONS) | set(INTERNAL_REASONS)) - (meanings.keys() & _REASON_FIXES.keys()))
+    if missing:
+        raise ValueError(f"describe these scan error reasons in v4runtime/streams/doctables.py: {', '.join(missing)}")
+    reasons = [*REASONS, *(k for k in _SCANNER_REASONS if k in INTERNAL_REASONS and k not in REASONS)]
+    return [[f"`{k}`", meanings[k], _REASON_FIXES[k]] for k in reasons]
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -64,7 +108,7 @@ def render() -> dict[str, str]:
     ])
     fmt = _table(["index", "feature"], [[str(i), f"`{n}`"] for i, n in enumerate(FORMAT_FEATURE_NAMES)])
     content = _table(["index", "feature"], [[str(i), f"`{n}`"] for i, n in enumerate(feature_names())])
-    reasons = _table(["reason", "meaning"], [[f"`{k}`", v] for k, v in REASONS.items()])
+    reasons = _table(["reason", "meaning", "what to do"], reason_rows())
     methods = _table(
         ["#", "method", "formats", "bit orders"],
         [
